@@ -1,0 +1,48 @@
+"""Typed errors raised by edgegen.
+
+Every error names the thing at fault, what was expected and what was received, so the
+CLI can print it as one line (see ``edgegen.cli``).
+"""
+
+from __future__ import annotations
+
+
+class EdgegenError(Exception):
+    """Base class of every error edgegen raises on purpose."""
+
+
+class EngineInputError(EdgegenError, ValueError):
+    """Feeds given to an engine do not match its inputs (names, dtypes or shapes)."""
+
+
+class BackendUnavailableError(EdgegenError, ImportError):
+    """A backend's package is not installed or cannot run on this machine."""
+
+    def __init__(self, backend: str, extra: str | None = None, reason: str | None = None):
+        self.backend = backend
+        msg = f"backend '{backend}' is not available"
+        if reason:
+            msg += f": {reason}"
+        if extra:
+            msg += f" (install it with: pip install 'edgegen[{extra}]')"
+        super().__init__(msg)
+
+
+class ArtifactError(EdgegenError):
+    """An artifact directory or its ``edgegen.json`` is missing, malformed or unsupported."""
+
+
+class ScheduleError(EdgegenError, ValueError):
+    """A scheduler config asks for something edgegen does not implement."""
+
+
+class ParityError(EdgegenError):
+    """An exported or compiled model's outputs differ from the reference beyond tolerance."""
+
+
+class UnsafeCheckpointError(EdgegenError):
+    """A checkpoint needs arbitrary code to unpickle; edgegen refuses to load it."""
+
+
+class ExportError(EdgegenError):
+    """Exporting a model failed for a reason the user can act on."""
