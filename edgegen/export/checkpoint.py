@@ -1,0 +1,98 @@
+"""Loading user code and checkpoints safely.
+
+Checkpoints are opened with ``torch.load(..., weights_only=True)`` or safetensors before any
+user callable sees them: a pickle that needs arbitrary code is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..artifact import sha256_file
+from ..errors import ExportError, UnsafeCheckpointError
+
+
+def verify_checkpoint(path: str | Path) -> str:
+    """Check that a checkpoint loads without executing code; return its sha256.
+
+    Raises:
+        ExportError: the file does not exist or is not a readable checkpoint.
+        UnsafeCheckpointError: the pickle references objects outside torch's allow-list
+            (``weights_only=True`` refused it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"weights '{path}': expected a checkpoint file, got no such file")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                list(f.keys())
+        except Exception as exc:  # safetensors raises its own error types
+            raise ExportError(f"weights '{path}': expected a safetensors file, could not read it ({exc})") from exc
+        return sha256_file(path)
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsafeCheckpointError(
+            f"weights '{path}': expected tensors and plain containers (torch.load weights_only=True), got a "
+            f"pickle that needs arbitrary code ({first}). edgegen does not execute pickled code: re-save the "
+            "state_dict (torch.save(model.state_dict(), ...)) or convert it to safetensors.") from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ExportError(f"weights '{path}': expected a torch checkpoint, could not read it ({exc})") from exc
+    return sha256_file(path)
+
+
+def load_callable(spec: str) -> Callable[..., Any]:
+    """Resolve ``FILE.py:CALLABLE`` to the callable, importing FILE.py under a private name.
+
+    Raises:
+        ExportError: bad spec, missing file, import failure, or no such callable.
+    """
+    file, sep, name = spec.rpartition(":")
+    if not sep or not file or not name:
+        raise ExportError(f"--module: expected FILE.py:CALLABLE, got '{spec}'")
+    path = Path(file)
+    if not path.is_file():
+        raise ExportError(f"--module: expected an existing Python file, got '{file}'")
+    mod_name = f"edgegen_user_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.path.insert(0, str(path.resolve().parent))  # let the user's file import its neighbours
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ExportError(f"--module: importing '{file}' failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ExportError(f"--module: expected a callable '{name}' in '{file}', "
+                          f"got {'nothing' if fn is None else type(fn).__name__}")
+    return fn
+
+
+def build_module(spec: str, weights: str | Path | None) -> tuple[torch.nn.Module, str | None]:
+    """Call the user's CALLABLE (with the weights path if given) and return (module in eval mode, sha256).
+
+    Raises:
+        ExportError / UnsafeCheckpointError: see :func:`verify_checkpoint`; or the callable did not
+            return a ``torch.nn.Module``.
+    """
+    digest = verify_checkpoint(weights) if weights is not None else None
+    fn = load_callable(spec)
+    try:
+        module = fn(str(Path(weights).resolve())) if weights is not None else fn()
+    except Exception as exc:
+        raise ExportError(f"--module: calling '{spec}' failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(module, torch.nn.Module):
+        raise ExportError(f"--module: expected '{spec}' to return a torch.nn.Module, got {type(module).__name__}")
+    return module.float().eval(), digest

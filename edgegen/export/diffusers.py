@@ -1,0 +1,173 @@
+"""Export of diffusers Stable Diffusion 1.x / 2.x pipelines (a local directory or a hub id)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from ..artifact import atomic_artifact, sha256_file
+from ..errors import ExportError
+from ..runtimes.base import TensorSpec
+from .onnx import ComponentSpec, export_component
+
+SD_COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+
+
+class _TextEncoder(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, input_ids):
+        return self.net(input_ids, return_dict=False)[0]
+
+
+class _UNet(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        return self.net(sample, timestep, encoder_hidden_states, return_dict=False)[0]
+
+
+class _VaeDecoder(torch.nn.Module):
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latents):
+        return self.vae.decode(latents, return_dict=False)[0]
+
+
+def _from_pretrained(load: Callable, source: str, subfolder: str):
+    """Call a ``from_pretrained`` and turn 'cannot get it' into one clear line."""
+    local = Path(source).is_dir()
+    try:
+        return load(source, subfolder=subfolder)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if local:
+            raise ExportError(f"--from '{source}': expected a diffusers Stable Diffusion directory with "
+                              f"'{subfolder}/', could not load it ({first})") from exc
+        raise ExportError(f"--from '{source}': not a local directory, and the Hugging Face hub could not "
+                          f"provide '{subfolder}' (offline or unreachable? {first})") from exc
+
+
+def _weights_digest(source: str, subfolder: str) -> dict[str, str] | None:
+    folder = Path(source) / subfolder
+    if not folder.is_dir():
+        return None
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir())
+            if p.suffix in (".safetensors", ".bin", ".pt", ".pth")}
+
+
+def export_stable_diffusion(source: str | Path, out: str | Path, *, components: Iterable[str] = SD_COMPONENTS,
+                            atol: float = 1e-4, rtol: float = 1e-3, seed: int = 0,
+                            progress: Callable[[str], None] | None = None) -> Path:
+    """Export a diffusers Stable Diffusion pipeline (or some of its components) to an artifact.
+
+    Args:
+        source: a local diffusers directory (``model_index.json``, ``unet/``, ``vae/``,
+            ``text_encoder/``, ``tokenizer/``, ``scheduler/``) or a hub id.
+        components: any of ``text_encoder``, ``unet``, ``vae_decoder``; all three give a
+            runnable text-to-image artifact, fewer a partial one (for benchmarking or quantizing).
+    Graphs have dynamic batch and spatial dims; the U-Net's timestep is float32 (batch,).
+    The tokenizer is saved as ``tokenizer.json`` for the ``tokenizers`` package; the scheduler
+    config is copied into the manifest.
+
+    Raises:
+        ExportError: unreadable directory or unreachable hub; ParityError from a gate.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.configuration_utils import ConfigMixin
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    source = str(source)
+    components = tuple(components)
+    unknown = set(components) - set(SD_COMPONENTS)
+    if unknown or not components:
+        raise ExportError(f"components: expected some of {SD_COMPONENTS}, got {components}")
+    say = progress or (lambda _m: None)
+
+    class _Config(ConfigMixin):
+        config_name = "scheduler_config.json"
+
+    say("reading scheduler config and tokenizer")
+    scheduler = dict(_from_pretrained(lambda s, subfolder: _Config.load_config(s, subfolder=subfolder),
+                                      source, "scheduler"))
+    tokenizer = _from_pretrained(CLIPTokenizer.from_pretrained, source, "tokenizer")
+    say("loading the VAE")
+    vae = _from_pretrained(lambda s, subfolder: AutoencoderKL.from_pretrained(s, subfolder=subfolder,
+                                                                                torch_dtype=torch.float32),
+                           source, "vae").eval()
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    latent_channels = int(vae.config.latent_channels)
+    scaling_factor = float(vae.config.scaling_factor)
+
+    with atomic_artifact(out) as (staging, manifest):
+        entries, sample_size, hidden = {}, None, None
+        text_encoder = None
+        if "text_encoder" in components or "unet" in components:
+            text_encoder = _from_pretrained(CLIPTextModel.from_pretrained, source, "text_encoder").float().eval()
+            hidden = int(text_encoder.config.hidden_size)
+        max_length = int(text_encoder.config.max_position_embeddings) if text_encoder is not None else 77
+        if "text_encoder" in components:
+            spec = ComponentSpec("text_encoder", (TensorSpec("input_ids", ("batch", max_length), "int64"),),
+                                 (TensorSpec("last_hidden_state", ("batch", max_length, hidden), "float32"),),
+                                 sizes={"batch": 2}, int_high=int(text_encoder.config.vocab_size))
+            entries["text_encoder"] = export_component(_TextEncoder(text_encoder).eval(), spec,
+                                                       staging / "text_encoder.onnx", atol=atol, rtol=rtol,
+                                                       seed=seed, progress=say)
+            entries["text_encoder"]["source_sha256"] = _weights_digest(source, "text_encoder")
+        if "unet" in components:
+            say("loading the U-Net")
+            unet = _from_pretrained(lambda s, subfolder: UNet2DConditionModel.from_pretrained(
+                s, subfolder=subfolder, torch_dtype=torch.float32), source, "unet").eval()
+            sample_size = int(unet.config.sample_size)
+            cross = int(unet.config.cross_attention_dim)
+            c = int(unet.config.in_channels)
+            spec = ComponentSpec(
+                "unet", (TensorSpec("sample", ("batch", c, "latent_height", "latent_width"), "float32"),
+                         TensorSpec("timestep", ("batch",), "float32"),
+                         TensorSpec("encoder_hidden_states", ("batch", "sequence", cross), "float32")),
+                (TensorSpec("noise_pred", ("batch", c, "latent_height", "latent_width"), "float32"),),
+                sizes={"batch": 2, "latent_height": sample_size, "latent_width": sample_size,
+                       "sequence": max_length})
+            entries["unet"] = export_component(_UNet(unet), spec, staging / "unet.onnx", atol=atol, rtol=rtol,
+                                               seed=seed, progress=say)
+            entries["unet"]["source_sha256"] = _weights_digest(source, "unet")
+            del unet
+        if "vae_decoder" in components:
+            size = sample_size or int(vae.config.sample_size) // scale
+            spec = ComponentSpec(
+                "vae_decoder", (TensorSpec("latents", ("batch", latent_channels, "latent_height", "latent_width"), "float32"),),
+                (TensorSpec("image", ("batch", 3, "height", "width"), "float32"),),
+                sizes={"batch": 1, "latent_height": min(size, 32), "latent_width": min(size, 32)})
+            entries["vae_decoder"] = export_component(_VaeDecoder(vae), spec, staging / "vae_decoder.onnx",
+                                                      atol=atol, rtol=rtol, seed=seed, progress=say)
+            entries["vae_decoder"]["source_sha256"] = _weights_digest(source, "vae")
+        tokenizer_entry = None
+        if "text_encoder" in components:
+            tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
+            tokenizer_entry = {"file": "tokenizer.json", "max_length": max_length,
+                               "pad_id": int(tokenizer.pad_token_id)}
+        image_size = (sample_size or int(vae.config.sample_size) // scale) * scale
+        family = "vae-decoder" if components == ("vae_decoder",) else "stable-diffusion"
+        manifest.update(
+            family=family, components=entries, scheduler=scheduler, tokenizer=tokenizer_entry,
+            latent={"channels": latent_channels, "scale_factor": scale, "scaling_factor": scaling_factor},
+            image={"channels": 3, "height": image_size, "width": image_size, "output_range": [-1.0, 1.0]},
+            source={"kind": "diffusers", "from": source,
+                    "model_index": _read_json(Path(source) / "model_index.json")})
+    return Path(out)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

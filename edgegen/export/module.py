@@ -1,0 +1,164 @@
+"""Export of user-defined torch models: ``--module FILE.py:CALLABLE --kind unet|generator|vae-decoder``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..artifact import atomic_artifact
+from ..errors import ExportError
+from ..runtimes.base import TensorSpec
+from ..schedules import NoiseSchedule
+from .checkpoint import build_module
+from .onnx import ComponentSpec, export_component
+
+
+class Kind(str, Enum):
+    unet = "unet"
+    generator = "generator"
+    vae_decoder = "vae-decoder"
+
+
+def _first_tensor(out):
+    """Models return a tensor, a tuple, or a diffusers output with ``.sample``."""
+    if hasattr(out, "sample"):
+        return out.sample
+    if isinstance(out, (tuple, list)):
+        return out[0]
+    return out
+
+
+class _UNet(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, sample, timestep):
+        return _first_tensor(self.net(sample, timestep))
+
+
+class _Generator(torch.nn.Module):
+    def __init__(self, net, image_shape):
+        super().__init__()
+        self.net, self.image_shape = net, tuple(image_shape)
+
+    def forward(self, z):
+        return _first_tensor(self.net(z)).reshape(z.shape[0], *self.image_shape)
+
+
+class _Decoder(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, latents):
+        return _first_tensor(self.net(latents))
+
+
+@dataclass(frozen=True)
+class ModuleExportOptions:
+    """Per-kind options of :func:`export_module` (flat data; unused ones are ignored by a kind).
+
+    Attributes:
+        sample_shape: unet: (C, H, W) of ``sample``.
+        timestep_dtype: unet: "int64" or "float32".
+        scheduler_config: unet: path to a diffusers ``scheduler_config.json``.
+        latent_shape: generator: (D,) or (D, H, W) of ``z``.
+        image_shape: generator: (C, H, W) the output is reshaped to.
+        latent_channels, scale_factor, scaling_factor: vae-decoder: latent channels, spatial
+            upscale of the decoder, and the factor latents are divided by before decoding.
+        output_range: (lo, hi) value range of the produced image.
+        height, width: vae-decoder: default image size recorded in the manifest.
+    """
+
+    sample_shape: tuple[int, ...] | None = None
+    timestep_dtype: str = "int64"
+    scheduler_config: Path | None = None
+    latent_shape: tuple[int, ...] | None = None
+    image_shape: tuple[int, ...] | None = None
+    latent_channels: int | None = None
+    scale_factor: int = 8
+    scaling_factor: float = 1.0
+    output_range: tuple[float, float] = (-1.0, 1.0)
+    height: int = 256
+    width: int = 256
+
+
+def _require(value, flag: str, kind: str):
+    if value is None:
+        raise ExportError(f"--kind {kind} needs {flag}")
+    return value
+
+
+def _plan(kind: Kind, opts: ModuleExportOptions) -> tuple[Callable, ComponentSpec, dict]:
+    """The wrapper, the graph spec and the manifest fields for one kind."""
+    lo, hi = opts.output_range
+    if kind is Kind.unet:
+        c, h, w = _require(opts.sample_shape, "--sample-shape C,H,W", kind.value)
+        config_path = _require(opts.scheduler_config, "--scheduler-config JSON", kind.value)
+        try:
+            config = json.loads(Path(config_path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ExportError(f"--scheduler-config: expected a readable JSON file, got '{config_path}' ({exc})") from exc
+        schedule = NoiseSchedule.from_config(config)  # refuse what the runtime cannot sample
+        if opts.timestep_dtype not in ("int64", "float32"):
+            raise ExportError(f"--timestep-dtype: expected int64 or float32, got '{opts.timestep_dtype}'")
+        spec = ComponentSpec(
+            "unet", (TensorSpec("sample", ("batch", c, h, w), "float32"),
+                     TensorSpec("timestep", ("batch",), opts.timestep_dtype)),
+            (TensorSpec("noise_pred", ("batch", c, h, w), "float32"),),
+            sizes={"batch": 2}, int_high=schedule.num_train_timesteps)
+        fields = {"scheduler": config, "latent": {"shape": [c, h, w]},
+                  "image": {"channels": c, "height": h, "width": w, "output_range": [lo, hi]}}
+        return _UNet, spec, fields
+    if kind is Kind.generator:
+        latent = _require(opts.latent_shape, "--latent-shape D[,H,W]", kind.value)
+        c, h, w = _require(opts.image_shape, "--image-shape C,H,W", kind.value)
+        spec = ComponentSpec("generator", (TensorSpec("z", ("batch", *latent), "float32"),),
+                             (TensorSpec("image", ("batch", c, h, w), "float32"),), sizes={"batch": 2})
+        fields = {"latent": {"shape": list(latent)},
+                  "image": {"channels": c, "height": h, "width": w, "output_range": [lo, hi]}}
+        return (lambda net: _Generator(net, (c, h, w))), spec, fields
+    channels = _require(opts.latent_channels, "--latent-channels C", kind.value)
+    f = opts.scale_factor
+    spec = ComponentSpec("vae_decoder", (TensorSpec("latents", ("batch", channels, "latent_height", "latent_width"), "float32"),),
+                         (TensorSpec("image", ("batch", "channels", "height", "width"), "float32"),),
+                         sizes={"batch": 1, "latent_height": 8, "latent_width": 8})
+    fields = {"latent": {"channels": channels, "scale_factor": f, "scaling_factor": opts.scaling_factor},
+              "image": {"height": opts.height, "width": opts.width, "output_range": [lo, hi]}}
+    return _Decoder, spec, fields
+
+
+def export_module(module_spec: str, out: str | Path, *, kind: Kind | str, weights: str | Path | None = None,
+                  options: ModuleExportOptions = ModuleExportOptions(), atol: float = 1e-4, rtol: float = 1e-3,
+                  seed: int = 0, progress: Callable[[str], None] | None = None) -> Path:
+    """Export a user's torch model (``FILE.py:CALLABLE``) as an edgegen artifact at ``out``.
+
+    ``CALLABLE(weights_path)`` (or ``CALLABLE()`` without weights) must return a
+    ``torch.nn.Module``. The weights file is opened with ``weights_only=True`` first.
+
+    Returns:
+        the artifact directory.
+    Raises:
+        ExportError, UnsafeCheckpointError, ParityError, ScheduleError: nothing is written then.
+    """
+    kind = Kind(kind)
+    wrap, spec, fields = _plan(kind, options)
+    net, digest = build_module(module_spec, weights)
+    wrapped = wrap(net).eval()
+    with atomic_artifact(out) as (staging, manifest):
+        entry = export_component(wrapped, spec, staging / f"{spec.name}.onnx", atol=atol, rtol=rtol,
+                                 seed=seed, progress=progress)
+        if kind is Kind.vae_decoder:
+            fields["image"]["channels"] = entry["parity"]["output_shapes"]["image"][1]
+        entry["source_sha256"] = digest
+        manifest.update(family=kind.value, components={spec.name: entry},
+                        source={"kind": "module", "module": module_spec,
+                                "weights": str(weights) if weights else None, "sha256": digest}, **fields)
+    return Path(out)
+

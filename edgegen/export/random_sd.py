@@ -1,0 +1,86 @@
+"""Random-init Stable Diffusion pipelines built locally (no downloads), in three sizes.
+
+Used by tests (``tiny``), the ``sd_small`` benchmark (``small``, ~50M-param U-Net) and the
+``sd15_size`` benchmark (``sd15``: the SD 1.5 architecture at full size, 860M-param U-Net).
+Their images are noise: the weights are random. They exist to exercise export, runtime and
+speed on the real architecture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+PRESETS = {
+    # diffusers' own test-suite sizes.
+    "tiny": dict(unet=dict(block_out_channels=(32, 64), layers_per_block=2, sample_size=16,
+                           down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                           up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+                           attention_head_dim=8, norm_num_groups=32),
+                 vae=dict(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                          up_block_types=("UpDecoderBlock2D",) * 2, sample_size=32, norm_num_groups=32),
+                 text=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=5)),
+    "small": dict(unet=dict(block_out_channels=(128, 256, 512), layers_per_block=1, sample_size=32,
+                            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+                            cross_attention_dim=512, attention_head_dim=8),
+                  vae=dict(block_out_channels=(64, 128, 256, 256), down_block_types=("DownEncoderBlock2D",) * 4,
+                           up_block_types=("UpDecoderBlock2D",) * 4, sample_size=256, layers_per_block=1),
+                  text=dict(hidden_size=512, intermediate_size=2048, num_attention_heads=8, num_hidden_layers=6)),
+    "sd15": dict(unet=dict(block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, sample_size=64,
+                           cross_attention_dim=768, attention_head_dim=8),
+                 vae=dict(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                          up_block_types=("UpDecoderBlock2D",) * 4, sample_size=512, layers_per_block=2),
+                 text=dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12)),
+}
+
+
+def _byte_vocab() -> tuple[dict[str, int], list[str]]:
+    """A CLIP-format vocabulary of single bytes (GPT-2's byte-to-unicode table) and a few merges."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    chars = [chr(c) for c in cs]
+    tokens = chars + [c + "</w>" for c in chars]
+    merges = ["t h", "th e</w>", "a n", "i n", "o n</w>", "e r"]
+    for merge in merges:
+        tokens.append(merge.replace(" ", ""))
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(dict.fromkeys(tokens))}, merges
+
+
+def build_random_sd(out: str | Path, preset: str = "tiny", seed: int = 0) -> Path:
+    """Save a random-init diffusers StableDiffusionPipeline directory at ``out``.
+
+    The scheduler is DDIM with SD 1.5's schedule (scaled_linear 0.00085..0.012, steps_offset 1,
+    set_alpha_to_one false, clip_sample false). Returns ``out``.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    cfg = PRESETS[preset]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(in_channels=4, out_channels=4, **cfg["unet"])
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, **cfg["vae"])
+    vocab, merges = _byte_vocab()
+    # transformers >= 5 takes the vocabulary and merges themselves (not file paths).
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[tuple(m.split()) for m in merges], model_max_length=77)
+    text_vocab = 49408 if preset == "sd15" else 1000
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=text_vocab, max_position_embeddings=77, layer_norm_eps=1e-5,
+                                        bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+                                        pad_token_id=vocab["<|endoftext|>"], **cfg["text"]))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=vae.eval(), text_encoder=text.eval(), tokenizer=tokenizer, unet=unet.eval(),
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(str(out))
+    return out

@@ -1,0 +1,55 @@
+"""Image conversions and PNG writing (Pillow)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def to_unit_range(images: np.ndarray, output_range: Sequence[float]) -> np.ndarray:
+    """Map a model's (B, C, H, W) output in [lo, hi] to (B, H, W, C) float32 in [0, 1], clipped."""
+    lo, hi = float(output_range[0]), float(output_range[1])
+    scaled = (images.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo)
+    return np.clip(scaled, 0.0, 1.0).transpose(0, 2, 3, 1)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """(B, H, W, C) float in [0, 1] -> (B, H, W, C) uint8, rounded (as diffusers' numpy_to_pil)."""
+    return (np.clip(images, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def save_png(path: str | Path, image: np.ndarray, text: Mapping[str, str] | None = None) -> Path:
+    """Write one (H, W, C) uint8 image (C = 1 or 3) as PNG, atomically, with tEXt chunks."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    path = Path(path)
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(str(key), str(value))
+    pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        pil.save(tmp, format="PNG", pnginfo=info)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:
+    """Tile (B, H, W, C) uint8 images into one (rows*H', cols*W', C) uint8 image."""
+    b, h, w, c = images.shape
+    cols = columns or int(np.ceil(np.sqrt(b)))
+    rows = int(np.ceil(b / cols))
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i in range(b):
+        r, q = divmod(i, cols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = images[i]
+    return out

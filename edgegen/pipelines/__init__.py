@@ -1,0 +1,39 @@
+"""Pipelines over engines: text-to-image and unconditional diffusion, GAN / VAE decoding.
+
+Embedding API::
+
+    from edgegen import Pipeline
+    pipe = Pipeline.load("art/sd")                 # OpenVINO if installed, else ONNX Runtime
+    result = pipe("a lighthouse at dusk", num_inference_steps=20, seed=1)
+    result.save("out/")                             # PNGs with prompt / seed / sampler chunks
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..artifact import Artifact
+from .base import Generation
+from .decoder import DecoderPipeline
+from .diffusion import DiffusionPipeline
+
+__all__ = ["DecoderPipeline", "DiffusionPipeline", "Generation", "Pipeline"]
+
+
+class Pipeline:
+    """Factory: ``Pipeline.load(path)`` returns the pipeline for the artifact's family."""
+
+    @staticmethod
+    def load(path: str | Path, *, backend: str | None = None, precision: str | None = None,
+             device: str | None = None) -> DiffusionPipeline | DecoderPipeline:
+        """Load an artifact directory.
+
+        Args:
+            backend: "openvino", "onnxruntime" or "tensorrt"; None picks OpenVINO when installed.
+            precision: None (as stored), "bf16" (OpenVINO), or a stored variant ("int8", "fp16").
+        Raises:
+            ArtifactError, BackendUnavailableError.
+        """
+        artifact = Artifact.load(path)
+        cls = DiffusionPipeline if artifact.family in ("stable-diffusion", "unet") else DecoderPipeline
+        return cls(artifact, backend=backend, precision=precision, device=device)

@@ -1,0 +1,106 @@
+"""What every pipeline shares: loading components as timed engines, and the result type."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..artifact import Artifact
+from ..errors import BackendUnavailableError, EngineInputError
+from ..images import save_png, to_uint8
+from ..runtimes import Engine, default_backend, load_engine
+
+
+class TimedEngine:
+    """An engine that adds up the wall time and count of its calls (for reports and benchmarks)."""
+
+    def __init__(self, name: str, engine: Engine):
+        self.name, self.engine = name, engine
+        self.inputs, self.outputs = engine.inputs, engine.outputs
+        self.seconds, self.calls = 0.0, 0
+
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        try:
+            return self.engine(feeds)
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.calls += 1
+
+    def input(self, name: str):
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise EngineInputError(f"engine '{self.name}': expected an input '{name}', has {[s.name for s in self.inputs]}")
+
+
+def load_components(artifact: Artifact, names: list[str], *, backend: str | None, precision: str | None,
+                    device: str | None = None) -> dict[str, TimedEngine]:
+    """Load the named components of an artifact as timed engines on one backend.
+
+    ``precision``: None uses each component's stored precision; "bf16" runs the fp32 files in
+    BF16 (OpenVINO only); other values pick the component variant of that precision.
+    """
+    backend = backend or default_backend()
+    if precision == "bf16" and backend != "openvino":
+        raise BackendUnavailableError(backend, None, "precision bf16: expected backend openvino (it computes "
+                                      "fp32 graphs in BF16 on CPUs that support it)")
+    engines = {}
+    for name in names:
+        stored = artifact.component(name).get("precision", "fp32")
+        file_precision = stored if precision in (None, "bf16") else precision
+        path = artifact.component_path(name, file_precision)
+        compute = precision or stored
+        engines[name] = TimedEngine(name, load_engine(path, backend, precision=compute, device=device))
+    return engines
+
+
+@dataclass
+class Generation:
+    """The result of a pipeline call.
+
+    Attributes:
+        images: (B, H, W, C) float32 in [0, 1]; C is 1 (grayscale) or 3 (RGB).
+        info: what produced them (prompt, seed, sampler, steps, guidance_scale, backend, ...).
+        timings: ``{"total_s": float, "engines": {name: {"seconds": float, "calls": int}}}``.
+    """
+
+    images: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
+
+    def uint8(self) -> np.ndarray:
+        """(B, H, W, C) uint8 images."""
+        return to_uint8(self.images)
+
+    def to_pil(self) -> list:
+        """The images as Pillow images (mode L or RGB)."""
+        from PIL import Image
+
+        return [Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im) for im in self.uint8()]
+
+    def save(self, out_dir: str | Path, prefix: str = "image") -> list[Path]:
+        """Write ``prefix-0000.png`` ... with ``info`` as PNG text chunks; returns the paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        text = {k: v for k, v in self.info.items() if v is not None}
+        paths = []
+        for i, image in enumerate(self.uint8()):
+            paths.append(save_png(out / f"{prefix}-{i:04d}.png", image, {**text, "index": i}))
+        return paths
+
+
+def timings(engines: Mapping[str, TimedEngine], start: float) -> dict[str, Any]:
+    total = time.perf_counter() - start
+    per = {name: {"seconds": e.seconds, "calls": e.calls} for name, e in engines.items()}
+    inside = sum(e.seconds for e in engines.values())
+    return {"total_s": total, "engines": per, "engine_s": inside, "outside_s": total - inside}
+
+
+def reset(engines: Mapping[str, TimedEngine]) -> None:
+    for e in engines.values():
+        e.seconds, e.calls = 0.0, 0

@@ -1,0 +1,72 @@
+"""ONNX Runtime engines (CPU by default; CUDA / TensorRT execution providers on request)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import BackendUnavailableError
+from .base import TensorSpec, check_feeds
+
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(uint8)": "uint8",
+               "tensor(int8)": "int8", "tensor(bool)": "bool"}
+
+_PROVIDERS = {"cpu": ["CPUExecutionProvider"],
+              "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+              "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+def _specs(args) -> tuple[TensorSpec, ...]:
+    return tuple(TensorSpec(a.name, tuple(d if isinstance(d, int) else (d or None) for d in a.shape),
+                            _ORT_DTYPES.get(a.type, a.type)) for a in args)
+
+
+class OnnxRuntimeEngine:
+    """An ``onnxruntime.InferenceSession`` behind the :class:`~edgegen.runtimes.base.Engine` protocol.
+
+    Args:
+        path: an ``.onnx`` file (external data beside it is found by ONNX Runtime).
+        device: "cpu", "cuda" or "tensorrt" (the execution provider).
+        precision: informational; ONNX Runtime runs the graph in the precision it was saved in.
+        threads: intra-op threads; None lets ONNX Runtime use every physical core.
+    Raises:
+        BackendUnavailableError: onnxruntime is missing, or the device's provider is not in
+            this onnxruntime build.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | Path, *, device: str = "cpu", precision: str = "fp32",
+                 threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailableError("onnxruntime", "runtime", str(exc)) from exc
+        if device not in _PROVIDERS:
+            raise BackendUnavailableError("onnxruntime", None, f"device: expected one of {sorted(_PROVIDERS)}, got '{device}'")
+        wanted = _PROVIDERS[device][0]
+        if wanted not in ort.get_available_providers():
+            raise BackendUnavailableError(
+                "onnxruntime", None,
+                f"{wanted} is not in this onnxruntime build (available: {', '.join(ort.get_available_providers())}); "
+                "install onnxruntime-gpu for CUDA / TensorRT")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        self.path = Path(path)
+        self.device = device
+        self.precision = precision
+        self._session = ort.InferenceSession(str(path), options, providers=_PROVIDERS[device])
+        self.inputs = _specs(self._session.get_inputs())
+        self.outputs = _specs(self._session.get_outputs())
+        self._output_names = [o.name for o in self.outputs]
+
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_feeds(self.inputs, feeds, f"onnxruntime engine '{self.path.name}'")
+        results = self._session.run(self._output_names, dict(feeds))
+        return dict(zip(self._output_names, results))

@@ -1,0 +1,89 @@
+"""OpenVINO engines on CPU (and any other OpenVINO device name).
+
+OpenVINO's CPU plugin computes FP32 models in BF16 by default on CPUs with AMX / AVX-512 BF16
+(``INFERENCE_PRECISION_HINT`` reads bf16). edgegen always sets the hint explicitly: "f32"
+for an fp32 engine, "bf16" only when BF16 is asked for, so the precision reported is the
+precision computed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, EngineInputError
+from .base import TensorSpec, check_feeds
+
+_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
+
+
+def _core():
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise BackendUnavailableError("openvino", "openvino", str(exc)) from exc
+    return ov, ov.Core()
+
+
+def _specs(ports) -> tuple[TensorSpec, ...]:
+    """Specs from the model as read (before compilation, which can merge fused tensors' names)."""
+    specs = []
+    for port in ports:
+        shape = port.get_partial_shape()
+        dims = tuple(d.get_length() if d.is_static else None for d in shape) if shape.rank.is_static else ()
+        names = sorted(port.get_names(), key=lambda n: ("/" in n, n))
+        specs.append(TensorSpec(names[0], dims, port.get_element_type().to_dtype().name))
+    return tuple(specs)
+
+
+class OpenVinoEngine:
+    """An OpenVINO ``CompiledModel`` behind the :class:`~edgegen.runtimes.base.Engine` protocol.
+
+    Args:
+        path: an ``.onnx`` file or an OpenVINO IR ``.xml``.
+        device: OpenVINO device name, "CPU" by default ("cpu" is accepted).
+        precision: "fp32" (hint f32), "bf16" or "fp16" (computed in that precision), or "int8"
+            (a quantized model; non-quantized layers in f32).
+        threads: ``INFERENCE_NUM_THREADS``; None lets OpenVINO decide.
+        cache_dir: OpenVINO model cache directory, to skip recompiling on later loads.
+    Raises:
+        BackendUnavailableError: openvino is not installed or the device does not exist.
+    """
+
+    backend = "openvino"
+
+    def __init__(self, path: str | Path, *, device: str = "CPU", precision: str = "fp32",
+                 threads: int | None = None, cache_dir: str | Path | None = None):
+        ov, core = _core()
+        device = device.upper()
+        if device not in core.available_devices:
+            raise BackendUnavailableError("openvino", None,
+                                          f"device: expected one of {core.available_devices}, got '{device}'")
+        if precision not in _HINTS:
+            raise EngineInputError(f"openvino precision: expected one of {sorted(_HINTS)}, got '{precision}'")
+        config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if cache_dir:
+            config["CACHE_DIR"] = str(cache_dir)
+        self.path = Path(path)
+        self.device = device
+        self.precision = precision
+        model = core.read_model(str(path))
+        self.inputs = _specs(model.inputs)
+        self.outputs = _specs(model.outputs)
+        self._compiled = core.compile_model(model, device, config)
+        self._request = self._compiled.create_infer_request()
+        self._output_ports = list(self._compiled.outputs)
+
+    @property
+    def inference_precision(self) -> str:
+        """What the plugin reports it computes in (e.g. "f32", "bf16")."""
+        return str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_feeds(self.inputs, feeds, f"openvino engine '{self.path.name}'")
+        result = self._request.infer(dict(feeds), share_inputs=True, share_outputs=False)
+        return {spec.name: result[port] for spec, port in zip(self.outputs, self._output_ports)}
