@@ -57,6 +57,28 @@ def _from_pretrained(load: Callable, source: str, subfolder: str):
                           f"provide '{subfolder}' (offline or unreachable? {first})") from exc
 
 
+def _check_hub_reachable(source: str) -> None:
+    """Fail in one line, at once, when a hub id is given and the hub's host does not resolve.
+
+    huggingface_hub would otherwise retry with back-off for about half a minute per file.
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        reason = "HF_HUB_OFFLINE is set"
+    else:
+        try:
+            socket.getaddrinfo(host, 443)
+            return
+        except OSError as exc:
+            reason = f"{host} does not resolve: {exc}"
+    raise ExportError(f"--from '{source}': not a local directory, and the Hugging Face hub is unreachable "
+                      f"({reason}); download the model elsewhere and pass its directory")
+
+
 def _weights_digest(source: str, subfolder: str) -> dict[str, str] | None:
     folder = Path(source) / subfolder
     if not folder.is_dir():
@@ -87,6 +109,8 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
     from transformers import CLIPTextModel, CLIPTokenizer
 
     source = str(source)
+    if not Path(source).is_dir():
+        _check_hub_reachable(source)
     components = tuple(components)
     unknown = set(components) - set(SD_COMPONENTS)
     if unknown or not components:

@@ -1,0 +1,33 @@
+"""The `edgegen` command line (typer). One module per command; each parses, calls one library
+function and prints the result. Errors print one line and exit 1; ``--debug`` shows tracebacks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from .common import state
+from .export import export
+from .run import run
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Export, quantize and run image generators on edge engines.")
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+          version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
+    state["debug"] = debug
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+app.command(help="Export a model to ONNX, gated against PyTorch, as an edgegen artifact.")(export)
+app.command(help="Generate images from an artifact (numpy runtime; never imports torch).")(run)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,83 @@
+"""`edgegen export`: a diffusers SD directory or a user torch module -> an artifact."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import ExportError
+from .common import parse_ints, parse_range, progress_printer, reported, stdout
+
+
+class SdModel(str, Enum):
+    sd = "sd"
+    sd_unet = "sd-unet"
+    sd_vae_decoder = "sd-vae-decoder"
+    sd_text_encoder = "sd-text-encoder"
+
+
+class ModuleKind(str, Enum):
+    unet = "unet"
+    generator = "generator"
+    vae_decoder = "vae-decoder"
+
+
+class TimestepDtype(str, Enum):
+    int64 = "int64"
+    float32 = "float32"
+
+
+_SD_COMPONENTS = {SdModel.sd: ("text_encoder", "unet", "vae_decoder"), SdModel.sd_unet: ("unet",),
+                  SdModel.sd_vae_decoder: ("vae_decoder",), SdModel.sd_text_encoder: ("text_encoder",)}
+
+
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Artifact directory to write (replaced atomically).")],
+    model: Annotated[Optional[SdModel], typer.Option(help="Export a diffusers Stable Diffusion pipeline or one component of it.")] = None,
+    source: Annotated[Optional[str], typer.Option("--from", help="Local diffusers directory or hub id (with --model).")] = None,
+    module: Annotated[Optional[str], typer.Option(help="User model as FILE.py:CALLABLE returning a torch.nn.Module.")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint passed to CALLABLE (opened weights_only first).")] = None,
+    kind: Annotated[Optional[ModuleKind], typer.Option(help="What --module is.")] = None,
+    sample_shape: Annotated[Optional[str], typer.Option(help="unet: C,H,W of the sample.")] = None,
+    timestep_dtype: Annotated[TimestepDtype, typer.Option(help="unet: dtype of the timestep input.")] = TimestepDtype.int64,
+    scheduler_config: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="unet: diffusers scheduler_config.json.")] = None,
+    latent_shape: Annotated[Optional[str], typer.Option(help="generator: D or D,H,W of z.")] = None,
+    image_shape: Annotated[Optional[str], typer.Option(help="generator: C,H,W the output is reshaped to.")] = None,
+    output_range: Annotated[str, typer.Option(help="LO,HI value range of the model's image output.")] = "-1,1",
+    latent_channels: Annotated[Optional[int], typer.Option(help="vae-decoder: latent channels.")] = None,
+    scale_factor: Annotated[int, typer.Option(help="vae-decoder: spatial upscale factor.")] = 8,
+    scaling_factor: Annotated[float, typer.Option(help="vae-decoder: latents are divided by this before decoding (SD: 0.18215).")] = 1.0,
+    height: Annotated[int, typer.Option(help="vae-decoder: default output height in pixels.")] = 256,
+    width: Annotated[int, typer.Option(help="vae-decoder: default output width in pixels.")] = 256,
+    atol: Annotated[float, typer.Option(help="Parity gate: absolute tolerance.")] = 1e-4,
+    rtol: Annotated[float, typer.Option(help="Parity gate: tolerance relative to the output's peak.")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Seed of the parity-gate inputs.")] = 0,
+) -> None:
+    """Export a model to ONNX, gated against PyTorch, as an edgegen artifact."""
+    with reported():
+        if (model is None) == (module is None):
+            raise ExportError("expected exactly one of --model (with --from) or --module (with --kind)")
+        say = progress_printer()
+        if model is not None:
+            if not source:
+                raise ExportError("--model needs --from DIR_OR_HUB_ID")
+            from ..export import export_stable_diffusion
+            path = export_stable_diffusion(source, out, components=_SD_COMPONENTS[model], atol=atol, rtol=rtol,
+                                           seed=seed, progress=say)
+        else:
+            if kind is None:
+                raise ExportError("--module needs --kind unet|generator|vae-decoder")
+            from ..export import ModuleExportOptions, export_module
+            options = ModuleExportOptions(
+                sample_shape=parse_ints(sample_shape, "--sample-shape", (3,)),
+                timestep_dtype=timestep_dtype.value, scheduler_config=scheduler_config,
+                latent_shape=parse_ints(latent_shape, "--latent-shape", (1, 3)),
+                image_shape=parse_ints(image_shape, "--image-shape", (3,)),
+                latent_channels=latent_channels, scale_factor=scale_factor, scaling_factor=scaling_factor,
+                output_range=parse_range(output_range, "--output-range"), height=height, width=width)
+            path = export_module(module, out, kind=kind.value, weights=weights, options=options, atol=atol,
+                                 rtol=rtol, seed=seed, progress=say)
+        stdout(f"wrote {path}")
