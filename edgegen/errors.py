@@ -15,6 +15,10 @@ class EngineInputError(EdgegenError, ValueError):
     """Feeds given to an engine do not match its inputs (names, dtypes or shapes)."""
 
 
+class EngineLoadError(EdgegenError):
+    """A backend could not load or compile a model file."""
+
+
 class BackendUnavailableError(EdgegenError, ImportError):
     """A backend's package is not installed or cannot run on this machine."""
 

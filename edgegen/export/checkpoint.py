@@ -51,18 +51,24 @@ def verify_checkpoint(path: str | Path) -> str:
     return sha256_file(path)
 
 
+def split_module_spec(spec: str) -> tuple[Path, str]:
+    """``FILE.py:CALLABLE`` -> (existing file path, callable name). Raises ExportError."""
+    file, sep, name = spec.rpartition(":")
+    if not sep or not file or not name.isidentifier():
+        raise ExportError(f"--module: expected FILE.py:CALLABLE, got '{spec}'")
+    if not Path(file).is_file():
+        raise ExportError(f"--module: expected an existing Python file, got '{file}'")
+    return Path(file), name
+
+
 def load_callable(spec: str) -> Callable[..., Any]:
     """Resolve ``FILE.py:CALLABLE`` to the callable, importing FILE.py under a private name.
 
     Raises:
         ExportError: bad spec, missing file, import failure, or no such callable.
     """
-    file, sep, name = spec.rpartition(":")
-    if not sep or not file or not name:
-        raise ExportError(f"--module: expected FILE.py:CALLABLE, got '{spec}'")
-    path = Path(file)
-    if not path.is_file():
-        raise ExportError(f"--module: expected an existing Python file, got '{file}'")
+    path, name = split_module_spec(spec)
+    file = str(path)
     mod_name = f"edgegen_user_{abs(hash(str(path.resolve())))}"
     module_spec = importlib.util.spec_from_file_location(mod_name, path)
     module = importlib.util.module_from_spec(module_spec)

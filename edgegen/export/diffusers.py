@@ -43,6 +43,16 @@ class _VaeDecoder(torch.nn.Module):
         return self.vae.decode(latents, return_dict=False)[0]
 
 
+def quiet_hugging_face() -> None:
+    """Silence diffusers' / transformers' info logs and per-file progress bars during export."""
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    for log in (dlog, tlog):
+        log.set_verbosity_error()
+        log.disable_progress_bar()
+
+
 def _from_pretrained(load: Callable, source: str, subfolder: str):
     """Call a ``from_pretrained`` and turn 'cannot get it' into one clear line."""
     local = Path(source).is_dir()
@@ -108,6 +118,7 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
     from diffusers.configuration_utils import ConfigMixin
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    quiet_hugging_face()
     source = str(source)
     if not Path(source).is_dir():
         _check_hub_reachable(source)

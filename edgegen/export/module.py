@@ -14,7 +14,7 @@ from ..artifact import atomic_artifact
 from ..errors import ExportError
 from ..runtimes.base import TensorSpec
 from ..schedules import NoiseSchedule
-from .checkpoint import build_module
+from .checkpoint import build_module, split_module_spec
 from .onnx import ComponentSpec, export_component
 
 
@@ -147,6 +147,7 @@ def export_module(module_spec: str, out: str | Path, *, kind: Kind | str, weight
     Raises:
         ExportError, UnsafeCheckpointError, ParityError, ScheduleError: nothing is written then.
     """
+    split_module_spec(module_spec)
     kind = Kind(kind)
     wrap, spec, fields = _plan(kind, options)
     net, digest = build_module(module_spec, weights)

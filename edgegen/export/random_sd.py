@@ -64,6 +64,9 @@ def build_random_sd(out: str | Path, preset: str = "tiny", seed: int = 0) -> Pat
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+    from .diffusers import quiet_hugging_face
+
+    quiet_hugging_face()
     cfg = PRESETS[preset]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, EngineLoadError
 from .base import TensorSpec, check_feeds
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
@@ -61,7 +61,10 @@ class OnnxRuntimeEngine:
         self.path = Path(path)
         self.device = device
         self.precision = precision
-        self._session = ort.InferenceSession(str(path), options, providers=_PROVIDERS[device])
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=_PROVIDERS[device])
+        except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
+            raise EngineLoadError(f"onnxruntime could not load '{path}': {str(exc).strip().splitlines()[-1]}") from exc
         self.inputs = _specs(self._session.get_inputs())
         self.outputs = _specs(self._session.get_outputs())
         self._output_names = [o.name for o in self.outputs]

@@ -13,7 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, EngineInputError
+from ..errors import BackendUnavailableError, EngineInputError, EngineLoadError
 from .base import TensorSpec, check_feeds
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
@@ -71,17 +71,22 @@ class OpenVinoEngine:
         self.path = Path(path)
         self.device = device
         self.precision = precision
-        model = core.read_model(str(path))
-        self.inputs = _specs(model.inputs)
-        self.outputs = _specs(model.outputs)
-        self._compiled = core.compile_model(model, device, config)
+        try:
+            model = core.read_model(str(path))
+            self.inputs = _specs(model.inputs)
+            self.outputs = _specs(model.outputs)
+            self._compiled = core.compile_model(model, device, config)
+        except RuntimeError as exc:
+            lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+            raise EngineLoadError(f"openvino could not load '{path}': {lines[-1] if lines else exc}") from exc
         self._request = self._compiled.create_infer_request()
         self._output_ports = list(self._compiled.outputs)
 
     @property
     def inference_precision(self) -> str:
         """What the plugin reports it computes in (e.g. "f32", "bf16")."""
-        return str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        value = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feeds(self.inputs, feeds, f"openvino engine '{self.path.name}'")

@@ -1,0 +1,57 @@
+"""Helpers for benchmark scripts: machine description, artifact caching, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE.parent))
+
+
+def machine() -> dict:
+    """CPU model, cores, Python and backend versions."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for name in ("numpy", "onnxruntime", "openvino", "torch", "nncf", "diffusers"):
+        try:
+            versions[name] = __import__(name).__version__
+        except Exception:  # not installed: nothing to report
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "versions": versions}
+
+
+def random_sd_artifact(preset: str, *, int8: bool = False) -> Path:
+    """Build (once) a random-init SD pipeline of ``preset`` size and export it; returns the artifact."""
+    from edgegen.export import export_stable_diffusion
+    from edgegen.export.random_sd import build_random_sd
+
+    source, art = CACHE / f"sd-{preset}-src", CACHE / f"sd-{preset}"
+    if not (source / "model_index.json").exists():
+        build_random_sd(source, preset, seed=0)
+    if not (art / "edgegen.json").exists():
+        export_stable_diffusion(source, art, progress=lambda m: print(f"  [export] {m}", flush=True))
+    return art
+
+
+def save_result(name: str, data: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "machine": machine(), **data}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
