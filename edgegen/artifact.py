@@ -147,13 +147,33 @@ class Artifact:
             raise ArtifactError(f"artifact '{self.path}': expected a component '{name}', has {sorted(comps)}")
         return comps[name]
 
-    def component_path(self, name: str, precision: str | None = None) -> Path:
-        """Path of a component's model file; ``precision`` picks a variant (e.g. "int8")."""
+    def component_path(self, name: str, precision: str | None = None, backend: str | None = None) -> Path:
+        """Path of a component's model file for a precision and backend.
+
+        ``precision`` None or equal to the stored one gives the main file; otherwise the
+        variant ``variants[precision][backend]``. OpenVINO also runs ONNX Runtime's QDQ variant.
+        Raises ArtifactError when there is no such variant.
+        """
+        return self.path / self.variant(name, precision, backend)["file"]
+
+    def variant(self, name: str, precision: str | None = None, backend: str | None = None) -> dict[str, Any]:
+        """The manifest entry of a component variant (see :meth:`component_path`)."""
         comp = self.component(name)
-        if precision and precision != comp.get("precision", "fp32"):
-            variants = comp.get("variants", {})
-            if precision not in variants:
-                raise ArtifactError(f"artifact '{self.path}': component '{name}' has no '{precision}' variant "
-                                    f"(has {[comp.get('precision', 'fp32'), *variants]})")
-            return self.path / variants[precision]["file"]
-        return self.path / comp["file"]
+        if not precision or precision == comp.get("precision", "fp32"):
+            return comp
+        by_backend = comp.get("variants", {}).get(precision, {})
+        for candidate in ([backend] if backend else []) + (["onnxruntime"] if backend == "openvino" else []):
+            if candidate in by_backend:
+                return by_backend[candidate]
+        if backend is None and by_backend:
+            return next(iter(by_backend.values()))
+        have = [f"{p}/{b}" for p, v in comp.get("variants", {}).items() for b in v]
+        raise ArtifactError(f"artifact '{self.path}': component '{name}' has no '{precision}' variant for backend "
+                            f"'{backend}' (has {[comp.get('precision', 'fp32'), *have]})")
+
+    def has_variant(self, name: str, precision: str, backend: str | None) -> bool:
+        try:
+            self.variant(name, precision, backend)
+            return True
+        except ArtifactError:
+            return False

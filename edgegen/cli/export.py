@@ -25,6 +25,11 @@ class ModuleKind(str, Enum):
     vae_decoder = "vae-decoder"
 
 
+class QuantBackend(str, Enum):
+    openvino = "openvino"
+    onnxruntime = "onnxruntime"
+
+
 class TimestepDtype(str, Enum):
     int64 = "int64"
     float32 = "float32"
@@ -54,19 +59,39 @@ def export(
     width: Annotated[int, typer.Option(help="vae-decoder: default output width in pixels.")] = 256,
     atol: Annotated[float, typer.Option(help="Parity gate: absolute tolerance.")] = 1e-4,
     rtol: Annotated[float, typer.Option(help="Parity gate: tolerance relative to the output's peak.")] = 1e-3,
-    seed: Annotated[int, typer.Option(help="Seed of the parity-gate inputs.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the parity-gate inputs and of calibration.")] = 0,
+    int8: Annotated[bool, typer.Option("--int8", help="Add INT8 variants (calibrated, quality- and speed-gated).")] = False,
+    backend: Annotated[QuantBackend, typer.Option(help="INT8 backend: openvino (NNCF) or onnxruntime (QDQ ONNX).")] = QuantBackend.openvino,
+    calibration_samples: Annotated[Optional[int], typer.Option(min=1, help="Calibration size (images sampled / inputs drawn).")] = None,
+    calibration_prompts: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="SD: calibration prompts, one per line.")] = None,
+    calibration_data: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help="Directory of .npy/.npz calibration feeds.")] = None,
+    calibration_sampler: Annotated[str, typer.Option(help="Diffusion: sampler of the recorded FP32 trajectory.")] = "ddim",
+    calibration_steps: Annotated[int, typer.Option(min=1, help="Diffusion: steps of the recorded trajectory.")] = 20,
+    gate_samples: Annotated[Optional[int], typer.Option(min=1, help="Images compared by the INT8 quality gate.")] = None,
+    min_psnr: Annotated[Optional[float], typer.Option(help="Quality gate: minimum median PSNR (dB) INT8 vs FP32.")] = None,
+    min_ssim: Annotated[Optional[float], typer.Option(help="Quality gate: minimum mean SSIM INT8 vs FP32.")] = None,
+    max_step_error: Annotated[Optional[float], typer.Option(help="Quality gate: maximum per-step U-Net relative error.")] = None,
+    force_int8: Annotated[bool, typer.Option("--force-int8", help="Keep INT8 even where it is not faster than FP32.")] = False,
 ) -> None:
     """Export a model to ONNX, gated against PyTorch, as an edgegen artifact."""
     with reported():
         if (model is None) == (module is None):
             raise ExportError("expected exactly one of --model (with --from) or --module (with --kind)")
         say = progress_printer()
+        int8_options = None
+        if int8:
+            from ..calibration.int8 import Int8Options
+            int8_options = Int8Options(
+                backend=backend.value, seed=seed, samples=calibration_samples, prompts=calibration_prompts,
+                calibration_data=calibration_data, sampler=calibration_sampler, steps=calibration_steps,
+                gate_samples=gate_samples, min_psnr=min_psnr, min_ssim=min_ssim, max_step_error=max_step_error,
+                force=force_int8)
         if model is not None:
             if not source:
                 raise ExportError("--model needs --from DIR_OR_HUB_ID")
             from ..export import export_stable_diffusion
             path = export_stable_diffusion(source, out, components=_SD_COMPONENTS[model], atol=atol, rtol=rtol,
-                                           seed=seed, progress=say)
+                                           seed=seed, int8=int8_options, progress=say)
         else:
             if kind is None:
                 raise ExportError("--module needs --kind unet|generator|vae-decoder")
@@ -79,5 +104,5 @@ def export(
                 latent_channels=latent_channels, scale_factor=scale_factor, scaling_factor=scaling_factor,
                 output_range=parse_range(output_range, "--output-range"), height=height, width=width)
             path = export_module(module, out, kind=kind.value, weights=weights, options=options, atol=atol,
-                                 rtol=rtol, seed=seed, progress=say)
+                                 rtol=rtol, seed=seed, int8=int8_options, progress=say)
         stdout(f"wrote {path}")

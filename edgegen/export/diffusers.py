@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 
@@ -12,6 +12,9 @@ from ..artifact import atomic_artifact, sha256_file
 from ..errors import ExportError
 from ..runtimes.base import TensorSpec
 from .onnx import ComponentSpec, export_component
+
+if TYPE_CHECKING:
+    from ..calibration.int8 import Int8Options
 
 SD_COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 
@@ -98,7 +101,7 @@ def _weights_digest(source: str, subfolder: str) -> dict[str, str] | None:
 
 
 def export_stable_diffusion(source: str | Path, out: str | Path, *, components: Iterable[str] = SD_COMPONENTS,
-                            atol: float = 1e-4, rtol: float = 1e-3, seed: int = 0,
+                            atol: float = 1e-4, rtol: float = 1e-3, seed: int = 0, int8: "Int8Options | None" = None,
                             progress: Callable[[str], None] | None = None) -> Path:
     """Export a diffusers Stable Diffusion pipeline (or some of its components) to an artifact.
 
@@ -109,7 +112,8 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
             runnable text-to-image artifact, fewer a partial one (for benchmarking or quantizing).
     Graphs have dynamic batch and spatial dims; the U-Net's timestep is float32 (batch,).
     The tokenizer is saved as ``tokenizer.json`` for the ``tokenizers`` package; the scheduler
-    config is copied into the manifest.
+    config is copied into the manifest. With ``int8`` options, INT8 variants of the exported
+    components are added behind the quality and speed gates before anything is written.
 
     Raises:
         ExportError: unreadable directory or unreachable hub; ParityError from a gate.
@@ -198,6 +202,9 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
             image={"channels": 3, "height": image_size, "width": image_size, "output_range": [-1.0, 1.0]},
             source={"kind": "diffusers", "from": source,
                     "model_index": _read_json(Path(source) / "model_index.json")})
+        if int8 is not None:
+            from ..calibration.int8 import quantize_artifact
+            quantize_artifact(staging, manifest, int8, progress=progress)
     return Path(out)
 
 

@@ -6,11 +6,14 @@ import json
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from ..artifact import atomic_artifact
+
+if TYPE_CHECKING:
+    from ..calibration.int8 import Int8Options
 from ..errors import ExportError
 from ..runtimes.base import TensorSpec
 from ..schedules import NoiseSchedule
@@ -136,16 +139,20 @@ def _plan(kind: Kind, opts: ModuleExportOptions) -> tuple[Callable, ComponentSpe
 
 def export_module(module_spec: str, out: str | Path, *, kind: Kind | str, weights: str | Path | None = None,
                   options: ModuleExportOptions = ModuleExportOptions(), atol: float = 1e-4, rtol: float = 1e-3,
-                  seed: int = 0, progress: Callable[[str], None] | None = None) -> Path:
+                  seed: int = 0, int8: "Int8Options | None" = None,
+                  progress: Callable[[str], None] | None = None) -> Path:
     """Export a user's torch model (``FILE.py:CALLABLE``) as an edgegen artifact at ``out``.
 
     ``CALLABLE(weights_path)`` (or ``CALLABLE()`` without weights) must return a
     ``torch.nn.Module``. The weights file is opened with ``weights_only=True`` first.
+    With ``int8`` options, INT8 variants are added behind the quality and speed gates
+    (:func:`edgegen.calibration.int8.quantize_artifact`) before anything is written.
 
     Returns:
         the artifact directory.
     Raises:
-        ExportError, UnsafeCheckpointError, ParityError, ScheduleError: nothing is written then.
+        ExportError, UnsafeCheckpointError, ParityError, ScheduleError, QualityGateError:
+            nothing is written then.
     """
     split_module_spec(module_spec)
     kind = Kind(kind)
@@ -161,5 +168,8 @@ def export_module(module_spec: str, out: str | Path, *, kind: Kind | str, weight
         manifest.update(family=kind.value, components={spec.name: entry},
                         source={"kind": "module", "module": module_spec,
                                 "weights": str(weights) if weights else None, "sha256": digest}, **fields)
+        if int8 is not None:
+            from ..calibration.int8 import quantize_artifact
+            quantize_artifact(staging, manifest, int8, progress=progress)
     return Path(out)
 

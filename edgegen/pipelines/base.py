@@ -43,7 +43,8 @@ def load_components(artifact: Artifact, names: list[str], *, backend: str | None
     """Load the named components of an artifact as timed engines on one backend.
 
     ``precision``: None uses each component's stored precision; "bf16" runs the fp32 files in
-    BF16 (OpenVINO only); other values pick the component variant of that precision.
+    BF16 (OpenVINO only); "int8" picks each component's INT8 variant for the backend where it
+    has one (the others stay as stored); other values pick that variant.
     """
     backend = backend or default_backend()
     if precision == "bf16" and backend != "openvino":
@@ -52,9 +53,13 @@ def load_components(artifact: Artifact, names: list[str], *, backend: str | None
     engines = {}
     for name in names:
         stored = artifact.component(name).get("precision", "fp32")
-        file_precision = stored if precision in (None, "bf16") else precision
-        path = artifact.component_path(name, file_precision)
-        compute = precision or stored
+        if precision in (None, "bf16", stored):
+            path, compute = artifact.component_path(name), precision or stored
+        elif precision == "int8" and not artifact.has_variant(name, "int8", backend):
+            # Components whose INT8 lost the quality or speed gate stay in their stored precision.
+            path, compute = artifact.component_path(name), stored
+        else:
+            path, compute = artifact.component_path(name, precision, backend), precision
         engines[name] = TimedEngine(name, load_engine(path, backend, precision=compute, device=device))
     return engines
 

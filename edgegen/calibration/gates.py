@@ -1,0 +1,82 @@
+"""The INT8 quality gate (whole-pipeline images and per-step U-Net error) and speed gate.
+
+Quality: the FP32 and INT8 pipelines run the same inputs and the same noise; final images are
+compared by PSNR and SSIM (scikit-image), and for diffusion the INT8 U-Net is also run on the
+FP32 trajectory's own feeds, step by step, giving the relative L2 error of its output per step.
+Speed: each component's FP32 and INT8 engines are timed on the exported shapes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """A gate passes when median PSNR >= min_psnr (dB), mean SSIM >= min_ssim and (diffusion)
+    the largest per-step U-Net relative error <= max_step_error."""
+
+    min_psnr: float
+    min_ssim: float
+    max_step_error: float | None = None
+
+
+def image_figures(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> dict:
+    """PSNR (dB, capped at 100 for identical images) and SSIM of pairs of (H, W, C) images in [0, 1]."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    psnr, ssim = [], []
+    for a, b in zip(reference, candidate):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        psnr.append(min(100.0, float(peak_signal_noise_ratio(a, b, data_range=1.0))) if not np.array_equal(a, b) else 100.0)
+        win = min(7, a.shape[0], a.shape[1]) // 2 * 2 + 1 if min(a.shape[:2]) < 7 else 7
+        ssim.append(float(structural_similarity(a, b, data_range=1.0, channel_axis=-1, win_size=win)))
+    return {"psnr_db": {"median": statistics.median(psnr), "mean": float(np.mean(psnr)), "min": float(np.min(psnr))},
+            "ssim": {"mean": float(np.mean(ssim)), "min": float(np.min(ssim))}, "images": len(psnr)}
+
+
+def step_errors(fp32_engine, int8_engine, feeds_per_step: Sequence[Sequence[Mapping[str, np.ndarray]]]) -> list[float]:
+    """Relative L2 error of the INT8 U-Net output per step, on the FP32 trajectory's feeds.
+
+    ``feeds_per_step[s]`` lists the feeds seen at step s (one per gate sample).
+    """
+    errors = []
+    for feeds in feeds_per_step:
+        diff = ref = 0.0
+        for item in feeds:
+            a = next(iter(fp32_engine(item).values())).astype(np.float64)
+            b = next(iter(int8_engine(item).values())).astype(np.float64)
+            diff += float(((a - b) ** 2).sum())
+            ref += float((a**2).sum())
+        errors.append((diff / ref) ** 0.5 if ref else 0.0)
+    return errors
+
+
+def judge(figures: dict, thresholds: QualityThresholds) -> list[str]:
+    """The failed criteria, as readable lines (empty when the gate passes)."""
+    failed = []
+    if figures["psnr_db"]["median"] < thresholds.min_psnr:
+        failed.append(f"median PSNR {figures['psnr_db']['median']:.2f} dB < {thresholds.min_psnr} dB")
+    if figures["ssim"]["mean"] < thresholds.min_ssim:
+        failed.append(f"mean SSIM {figures['ssim']['mean']:.4f} < {thresholds.min_ssim}")
+    steps = figures.get("step_rel_error")
+    if thresholds.max_step_error is not None and steps and max(steps) > thresholds.max_step_error:
+        failed.append(f"max per-step U-Net relative error {max(steps):.4f} > {thresholds.max_step_error}")
+    return failed
+
+
+def latency(engine, feeds: Mapping[str, np.ndarray], *, runs: int = 5, warmup: int = 1) -> dict:
+    """Median and minimum seconds of ``runs`` calls after ``warmup`` calls, on the same feeds."""
+    for _ in range(warmup):
+        engine(feeds)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        engine(feeds)
+        times.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(times), "min_s": min(times), "runs": runs}
