@@ -19,7 +19,11 @@ import numpy as np
 @dataclass(frozen=True)
 class QualityThresholds:
     """A gate passes when median PSNR >= min_psnr (dB), mean SSIM >= min_ssim and (diffusion)
-    the largest per-step U-Net relative error <= max_step_error."""
+    the U-Net's per-step relative error, averaged over steps, <= max_step_error.
+
+    The average, not the maximum: at the last steps the predicted noise is tiny and its relative
+    error large without consequence for the image (the x0 estimate barely depends on it).
+    """
 
     min_psnr: float
     min_ssim: float
@@ -65,15 +69,23 @@ def judge(figures: dict, thresholds: QualityThresholds) -> list[str]:
     if figures["ssim"]["mean"] < thresholds.min_ssim:
         failed.append(f"mean SSIM {figures['ssim']['mean']:.4f} < {thresholds.min_ssim}")
     steps = figures.get("step_rel_error")
-    if thresholds.max_step_error is not None and steps and max(steps) > thresholds.max_step_error:
-        failed.append(f"max per-step U-Net relative error {max(steps):.4f} > {thresholds.max_step_error}")
+    if thresholds.max_step_error is not None and steps and float(np.mean(steps)) > thresholds.max_step_error:
+        failed.append(f"mean per-step U-Net relative error {float(np.mean(steps)):.4f} > {thresholds.max_step_error}")
     return failed
 
 
-def latency(engine, feeds: Mapping[str, np.ndarray], *, runs: int = 5, warmup: int = 1) -> dict:
-    """Median and minimum seconds of ``runs`` calls after ``warmup`` calls, on the same feeds."""
+def latency(engine, feeds: Mapping[str, np.ndarray], *, runs: int | None = None, warmup: int = 1) -> dict:
+    """Median and minimum seconds of ``runs`` calls after ``warmup`` calls, on the same feeds.
+
+    ``runs=None`` picks enough calls for ~0.3 s of measurement (5 to 200): sub-millisecond
+    engines need many calls for a stable median.
+    """
     for _ in range(warmup):
+        start = time.perf_counter()
         engine(feeds)
+        first = time.perf_counter() - start
+    if runs is None:
+        runs = int(min(200, max(5, 0.3 / max(first, 1e-6))))
     times = []
     for _ in range(runs):
         start = time.perf_counter()

@@ -32,8 +32,8 @@ class QualityGateError(EdgegenError):
 DEFAULTS = {
     "generator": dict(samples=512, gate_samples=64, min_psnr=30.0, min_ssim=0.95, max_step_error=None),
     "vae-decoder": dict(samples=64, gate_samples=8, min_psnr=35.0, min_ssim=0.97, max_step_error=None),
-    "unet": dict(samples=8, gate_samples=8, min_psnr=18.0, min_ssim=0.7, max_step_error=0.15),
-    "stable-diffusion": dict(samples=4, gate_samples=2, min_psnr=18.0, min_ssim=0.7, max_step_error=0.15),
+    "unet": dict(samples=8, gate_samples=8, min_psnr=15.0, min_ssim=0.5, max_step_error=0.15),
+    "stable-diffusion": dict(samples=4, gate_samples=2, min_psnr=15.0, min_ssim=0.5, max_step_error=0.15),
 }
 
 
@@ -89,7 +89,8 @@ class _Component:
     excluded: list = field(default_factory=list)
 
 
-def _calibration(art: Artifact, opts: Int8Options) -> dict[str, list]:
+def calibration_feeds(art: Artifact, opts: Int8Options) -> dict[str, list]:
+    """Calibration feeds per component for ``opts`` (already resolved for the family)."""
     family, m = art.family, art.manifest
     if family in ("generator", "vae-decoder"):
         name = "generator" if family == "generator" else "vae_decoder"
@@ -225,7 +226,7 @@ def quantize_artifact(staging: Path, manifest: dict, options: Int8Options = Int8
     art = Artifact(Path(staging), manifest)
     opts = options.resolved(art.family)
     say(f"int8: recording calibration data ({opts.samples} samples, seed {opts.seed})")
-    calibration = _calibration(art, opts)
+    calibration = calibration_feeds(art, opts)
     comps = [_Component(name, art.component_path(name), feeds, quantizable_layers(art.component_path(name)))
              for name, feeds in calibration.items() if feeds]
     say("int8: FP32 reference for the quality gate")
@@ -244,7 +245,7 @@ def quantize_artifact(staging: Path, manifest: dict, options: Int8Options = Int8
         score = figures["psnr_db"]["median"]
         rounds.append({"excluded": {c.name: len(c.excluded) for c in comps}, "figures": figures, "failed": failed})
         say(f"int8: quality gate round {round_index}: median PSNR {figures['psnr_db']['median']:.2f} dB, "
-            f"SSIM {figures['ssim']['mean']:.4f}" + (f", max step error {max(figures['step_rel_error']):.4f}"
+            f"SSIM {figures['ssim']['mean']:.4f}" + (f", mean step error {np.mean(figures['step_rel_error']):.4f}"
                                                      if figures.get("step_rel_error") else "")
             + (" — " + "; ".join(failed) if failed else " — passed"))
         if not failed:

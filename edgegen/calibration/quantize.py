@@ -117,6 +117,12 @@ def _openvino_names(model, onnx_names: Iterable[str]) -> list[str]:
     return names
 
 
+# Normalizations and embedding lookups stay float: their int8 kernels save little and ORT's
+# per-channel LayerNormalization quantization yields graphs it cannot run (scale rank).
+_ORT_FLOAT_OPS = {"LayerNormalization", "InstanceNormalization", "BatchNormalization", "Gather",
+                  "GatherElements"}
+
+
 class _Reader:
     """onnxruntime.quantization.CalibrationDataReader over a list of feeds."""
 
@@ -138,6 +144,7 @@ def quantize_onnxruntime(onnx_path: str | Path, out_onnx: str | Path, calibratio
     every calibration item). ``exclude``: ONNX node names kept in floating point.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.registry import QDQRegistry
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out_onnx = Path(out_onnx)
@@ -147,7 +154,10 @@ def quantize_onnxruntime(onnx_path: str | Path, out_onnx: str | Path, calibratio
         big = os.path.getsize(prepared) > 1_800_000_000
         quantize_static(str(prepared), str(out_onnx), _Reader(calibration), quant_format=QuantFormat.QDQ,
                         per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=sorted(set(QDQRegistry) - _ORT_FLOAT_OPS),
                         nodes_to_exclude=list(exclude), calibrate_method=CalibrationMethod.MinMax,
                         use_external_data_format=big,
-                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                                       # onnxruntime 1.2x-1.3x fails on per-channel Gemm biases without this
+                                       "QDQDisableWeightAdjustForInt32Bias": True})
     return out_onnx

@@ -70,7 +70,7 @@ def export(
     gate_samples: Annotated[Optional[int], typer.Option(min=1, help="Images compared by the INT8 quality gate.")] = None,
     min_psnr: Annotated[Optional[float], typer.Option(help="Quality gate: minimum median PSNR (dB) INT8 vs FP32.")] = None,
     min_ssim: Annotated[Optional[float], typer.Option(help="Quality gate: minimum mean SSIM INT8 vs FP32.")] = None,
-    max_step_error: Annotated[Optional[float], typer.Option(help="Quality gate: maximum per-step U-Net relative error.")] = None,
+    max_step_error: Annotated[Optional[float], typer.Option(help="Quality gate: maximum U-Net relative error, averaged over steps.")] = None,
     force_int8: Annotated[bool, typer.Option("--force-int8", help="Keep INT8 even where it is not faster than FP32.")] = False,
 ) -> None:
     """Export a model to ONNX, gated against PyTorch, as an edgegen artifact."""
