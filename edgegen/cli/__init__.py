@@ -9,6 +9,7 @@ import typer
 
 from .. import __version__
 from .common import state
+from .bench import bench
 from .calibrate import calibrate
 from .demo import demo
 from .export import export
@@ -29,6 +30,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 app.command(help="Export a model to ONNX, gated against PyTorch, as an edgegen artifact.")(export)
 app.command(help="Generate images from an artifact (numpy runtime; never imports torch).")(run)
+app.command(help="Measure latency, memory and quality of artifacts; write JSON / Markdown / HTML reports.")(bench)
 app.command(help="Record calibration feeds from an artifact's FP32 trajectory.")(calibrate)
 app.command(help="Build a model locally, export it and run it end to end (needs the export extra).")(demo)
 

@@ -1,0 +1,1 @@
+"""Timing, memory and quality measurement of artifacts, and readable reports."""

@@ -1,0 +1,121 @@
+"""Reports of ``edgegen bench``: report.json (every figure with its unit), report.md, report.html."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..artifact import write_json_atomic
+from ..images import grid, to_uint8
+
+UNITS = {"load_s": "s", "first_run_s": "s", "seconds_per_image": "s/image", "images_per_second": "images/s",
+         "peak_rss_mb": "MiB", "size_mb": "MiB", "outside_share": "fraction of wall time",
+         "engine_sum_ratio": "wall time / sum of engine time", "engines.seconds_per_image": "s/image",
+         "quality.psnr_db": "dB vs FP32 on the same noise", "quality.ssim": "SSIM vs FP32 (0..1)"}
+
+
+def _label(row: dict) -> str:
+    return f"{row['name']} · {row['backend']} · {row['precision']}"
+
+
+def _png(array: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plot(rows: list[dict]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({n for r in rows for n in r["engines"]})
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(rows)), 3.6))
+    bottom = np.zeros(len(rows))
+    for name in names:
+        values = np.array([r["engines"].get(name, {}).get("seconds_per_image", 0.0) for r in rows])
+        ax.bar(range(len(rows)), values, bottom=bottom, label=name)
+        bottom += values
+    outside = np.array([r["seconds_per_image"]["median"] for r in rows]) - bottom
+    ax.bar(range(len(rows)), np.maximum(outside, 0), bottom=bottom, label="outside engines", color="#bbbbbb")
+    ax.set_xticks(range(len(rows)), [_label(r).replace(" · ", "\n") for r in rows], fontsize=7)
+    ax.set_ylabel("seconds per image")
+    ax.set_title("Latency per component and precision")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    head = ["configuration", "s/image (median)", "p90", "images/s", "load s", "first run s", "outside engines",
+            "peak RSS MiB", "size MiB", "PSNR dB", "SSIM", "classifier conf.", "FD vs FP32", "time ratio"]
+    body = []
+    for r in rows:
+        q, c = r.get("quality", {}), r.get("classifier", {})
+        body.append([_label(r), f"{r['seconds_per_image']['median']:.4f}", f"{r['seconds_per_image']['p90']:.4f}",
+                     f"{r['images_per_second']:.2f}", f"{r['load_s']:.2f}", f"{r['first_run_s']:.3f}",
+                     f"{100 * r['outside_share']:.2f}%", f"{r['peak_rss_mb']:.0f}", f"{r['size_mb']:.1f}",
+                     f"{q['psnr_db']['median']:.2f}" if q else "", f"{q['ssim']['mean']:.4f}" if q else "",
+                     f"{c['mean_confidence']:.3f}" if c else "",
+                     f"{c['frechet_distance_vs_fp32']:.3f}" if "frechet_distance_vs_fp32" in c else "",
+                     f"{r['ratio_vs_first']['seconds_per_image']:.3f}"])
+    return head, body
+
+
+def write_reports(report: dict, out: str | Path) -> dict[str, Path]:
+    """Write report.json / report.md / report.html into ``out``; returns their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = report["results"]
+    clean = {**report, "units": UNITS, "results": [{k: v for k, v in r.items() if k != "images"} for r in rows]}
+    write_json_atomic(out / "report.json", clean)
+
+    head, body = _table(rows)
+    comp_head = ["configuration", *sorted({n for r in rows for n in r["engines"]})]
+    comp_body = [[_label(r), *[f"{1000 * r['engines'][n]['seconds_per_image']:.1f} ms ({r['component_precision'].get(n, '')})"
+                               if n in r["engines"] else "" for n in comp_head[1:]]] for r in rows]
+    m = report["machine"]
+    md = [f"# edgegen bench\n\nMachine: {m['cpu']}, {m['cores']} cores; "
+          + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + "\n",
+          "## End to end\n", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+          *["| " + " | ".join(b) + " |" for b in body],
+          "\n## Engine time per component (per image)\n", "| " + " | ".join(comp_head) + " |", "|" + "---|" * len(comp_head),
+          *["| " + " | ".join(b) + " |" for b in comp_body],
+          "\nPSNR / SSIM compare each configuration with the FP32 run of the same artifact on the same noise. "
+          "Time ratio is relative to the first row."]
+    (out / "report.md").write_text("\n".join(md) + "\n")
+
+    def html_table(h, b):
+        return ("<table><tr>" + "".join(f"<th>{html.escape(x)}</th>" for x in h) + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in row) + "</tr>" for row in b) + "</table>")
+
+    grids = "".join(f"<figure><img alt='{html.escape(_label(r))}' src='data:image/png;base64,"
+                    f"{_png(grid(to_uint8(r['images']), columns=min(4, len(r['images']))))}'>"
+                    f"<figcaption>{html.escape(_label(r))}</figcaption></figure>" for r in rows)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>edgegen bench</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margin:8px}}
+img{{image-rendering:pixelated;max-width:360px;min-width:160px}}</style></head><body>
+<h1>edgegen bench</h1><p>{html.escape(m['cpu'])}, {m['cores']} cores</p>
+<h2>End to end</h2>{html_table(head, body)}
+<h2>Engine time per component</h2>{html_table(comp_head, comp_body)}
+<h2>Latency per component</h2><img id="plot" alt="latency plot" style="max-width:900px" src="data:image/png;base64,{_plot(rows)}">
+<h2>Images (same noise; FP32 and quantized side by side)</h2><div id="grids">{grids}</div>
+</body></html>"""
+    (out / "report.html").write_text(page)
+    return {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
+
+
+def load(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())

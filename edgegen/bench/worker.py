@@ -1,0 +1,71 @@
+"""One measurement, in its own process so peak memory and warm caches do not leak between runs.
+
+    python -m edgegen.bench.worker CONFIG.json
+
+CONFIG holds artifact, backend, precision, steps, runs, warmup, seed, prompt, num_images,
+images_out (.npy) and result_out (.json). Peak RSS is the process's ``ru_maxrss`` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _generate(pipe, cfg: dict, seed: int):
+    from ..pipelines import DecoderPipeline
+
+    if isinstance(pipe, DecoderPipeline):
+        return pipe(num_images=cfg["num_images"], seed=seed)
+    kwargs = dict(num_inference_steps=cfg["steps"], seed=seed, num_images=cfg["num_images"])
+    if pipe.text_to_image:
+        return pipe(cfg["prompt"], guidance_scale=cfg["guidance_scale"], height=cfg.get("height"),
+                    width=cfg.get("width"), sampler=cfg.get("sampler"), **kwargs)
+    return pipe(sampler=cfg.get("sampler"), **kwargs)
+
+
+def measure(cfg: dict) -> dict:
+    from ..pipelines import Pipeline
+
+    start = time.perf_counter()
+    pipe = Pipeline.load(cfg["artifact"], backend=cfg["backend"], precision=cfg["precision"])
+    load_s = time.perf_counter() - start
+    first = _generate(pipe, cfg, cfg["seed"])
+    runs = []
+    for i in range(cfg["warmup"]):
+        _generate(pipe, cfg, cfg["seed"])
+    for i in range(cfg["runs"]):
+        runs.append(_generate(pipe, cfg, cfg["seed"]))
+    np.save(cfg["images_out"], runs[-1].images if runs else first.images)
+    per_image = [r.timings["total_s"] / len(r.images) for r in runs]
+    engines = {name: {"seconds_per_image": float(np.median([r.timings["engines"][name]["seconds"] / len(r.images)
+                                                              for r in runs])),
+                      "calls_per_run": runs[0].timings["engines"][name]["calls"]}
+               for name in runs[0].timings["engines"]}
+    precisions = {name: e.engine.precision for name, e in pipe.engines.items()}
+    return {
+        "load_s": load_s,
+        "first_run_s": first.timings["total_s"],
+        "seconds_per_image": {"median": float(np.median(per_image)), "p90": float(np.percentile(per_image, 90)),
+                              "all": per_image},
+        "images_per_second": float(1 / np.median(per_image)),
+        "engines": engines,
+        "outside_share": float(np.median([r.timings["outside_s"] / r.timings["total_s"] for r in runs])),
+        "engine_sum_ratio": float(np.median([r.timings["total_s"] / r.timings["engine_s"] for r in runs])),
+        "component_precision": precisions,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    cfg = json.loads(Path(sys.argv[1]).read_text())
+    Path(cfg["result_out"]).write_text(json.dumps(measure(cfg)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""`edgegen bench` on an FP32 + INT8 artifact: three reports, figures checked independently."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+pytest.importorskip("nncf")
+pytest.importorskip("matplotlib")
+
+
+@pytest.fixture(scope="module")
+def sd_int8(tiny_sd_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("b") / "sd8"
+    result = run_cli("export", "--model", "sd", "--from", tiny_sd_dir, "--int8", "--calibration-samples", "1",
+                     "--calibration-steps", "4", "--gate-samples", "1", "--force-int8", "--out", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def report_dir(sd_int8, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    result = run_cli("bench", sd_int8, "--steps", "4", "--runs", "2", "--num-images", "2", "--height", "32",
+                     "--width", "32", "--out", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_reports_are_written_with_units_and_both_precisions(report_dir):
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["machine"]["cores"] >= 1 and "onnxruntime" in report["machine"]["versions"]
+    assert report["units"]["peak_rss_mb"] == "MiB"
+    rows = {r["precision"]: r for r in report["results"]}
+    assert set(rows) == {"fp32", "int8"}
+    for row in rows.values():
+        assert row["seconds_per_image"]["median"] > 0 and row["peak_rss_mb"] > 50
+        assert set(row["engines"]) == {"text_encoder", "unet", "vae_decoder"}
+        assert 0 <= row["outside_share"] < 0.5
+    assert rows["fp32"]["quality"]["psnr_db"]["median"] == 100.0  # identical to itself
+    assert rows["int8"]["quality"]["ssim"]["mean"] > 0.5
+    md = (report_dir / "report.md").read_text()
+    assert "| configuration |" in md and "int8" in md
+
+
+def test_html_opens_in_headless_chromium_with_grids_and_plot(report_dir, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    shot = tmp_path / "shot.png"
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                          (report_dir / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count("<figure>") == 2 and 'id="plot"' in dom.stdout
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={shot}", "--window-size=1200,1600",
+                    (report_dir / "report.html").as_uri()], capture_output=True, timeout=120)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.std() > 10  # the page rendered content, not a blank
+
+
+def test_peak_rss_agrees_with_time_v(sd_int8, report_dir, tmp_path):
+    """The worker's ru_maxrss against GNU time's 'Maximum resident set size' for the same run."""
+    time_bin = shutil.which("time") or "/usr/bin/time"
+    if not shutil.os.path.exists(time_bin):
+        pytest.skip("GNU time is not installed")
+    report = json.loads((report_dir / "report.json").read_text())
+    row = next(r for r in report["results"] if r["precision"] == "fp32")
+    cfg = {"artifact": str(sd_int8), "backend": row["backend"], "precision": "fp32", "steps": 4, "runs": 2, "warmup": 1,
+           "seed": 0, "num_images": 2, "prompt": "a lighthouse on a cliff at sunset", "guidance_scale": 7.5,
+           "sampler": None, "height": 32, "width": 32, "images_out": str(tmp_path / "i.npy"),
+           "result_out": str(tmp_path / "r.json")}
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    proc = subprocess.run([time_bin, "-v", sys.executable, "-m", "edgegen.bench.worker", str(tmp_path / "c.json")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = next(x for x in proc.stderr.splitlines() if "Maximum resident set size" in x)
+    gnu_mb = int(line.split(":")[1]) / 1024
+    ours = json.loads((tmp_path / "r.json").read_text())["peak_rss_mb"]
+    assert abs(ours - gnu_mb) / gnu_mb <= 0.10
+
+
+def test_engine_times_add_up(report_dir):
+    for row in json.loads((report_dir / "report.json").read_text())["results"]:
+        engines = sum(e["seconds_per_image"] for e in row["engines"].values())
+        assert engines <= row["seconds_per_image"]["median"] * 1.001
+        assert row["engine_sum_ratio"] >= 1.0
