@@ -28,6 +28,7 @@ class ModuleKind(str, Enum):
 class QuantBackend(str, Enum):
     openvino = "openvino"
     onnxruntime = "onnxruntime"
+    tensorrt = "tensorrt"
 
 
 class TimestepDtype(str, Enum):
@@ -61,7 +62,8 @@ def export(
     rtol: Annotated[float, typer.Option(help="Parity gate: tolerance relative to the output's peak.")] = 1e-3,
     seed: Annotated[int, typer.Option(help="Seed of the parity-gate inputs and of calibration.")] = 0,
     int8: Annotated[bool, typer.Option("--int8", help="Add INT8 variants (calibrated, quality- and speed-gated).")] = False,
-    backend: Annotated[QuantBackend, typer.Option(help="INT8 backend: openvino (NNCF) or onnxruntime (QDQ ONNX).")] = QuantBackend.openvino,
+    backend: Annotated[QuantBackend, typer.Option(help="Target: openvino (NNCF INT8), onnxruntime (QDQ INT8) or tensorrt (engines built from the ONNX / QDQ ONNX).")] = QuantBackend.openvino,
+    fp16: Annotated[bool, typer.Option("--fp16", help="tensorrt: build an FP16 engine (FP32 kept for layers that overflow).")] = False,
     calibration_samples: Annotated[Optional[int], typer.Option(min=1, help="Calibration size (images sampled / inputs drawn).")] = None,
     calibration_prompts: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="SD: calibration prompts, one per line.")] = None,
     calibration_data: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help="Directory of .npy/.npz calibration feeds.")] = None,
@@ -78,11 +80,14 @@ def export(
         if (model is None) == (module is None):
             raise ExportError("expected exactly one of --model (with --from) or --module (with --kind)")
         say = progress_printer()
+        if backend is QuantBackend.tensorrt:
+            from ..runtimes.tensorrt import device_info
+            device_info()  # fails now, in one line, where TensorRT or the GPU is missing
         int8_options = None
         if int8:
             from ..calibration.int8 import Int8Options
             int8_options = Int8Options(
-                backend=backend.value, seed=seed, samples=calibration_samples, prompts=calibration_prompts,
+                backend="onnxruntime" if backend is QuantBackend.tensorrt else backend.value, seed=seed, samples=calibration_samples, prompts=calibration_prompts,
                 calibration_data=calibration_data, sampler=calibration_sampler, steps=calibration_steps,
                 gate_samples=gate_samples, min_psnr=min_psnr, min_ssim=min_ssim, max_step_error=max_step_error,
                 force=force_int8)
@@ -105,4 +110,11 @@ def export(
                 output_range=parse_range(output_range, "--output-range"), height=height, width=width)
             path = export_module(module, out, kind=kind.value, weights=weights, options=options, atol=atol,
                                  rtol=rtol, seed=seed, int8=int8_options, progress=say)
+        if backend is QuantBackend.tensorrt:
+            from ..pipelines.base import load_components
+            from ..artifact import Artifact
+            art = Artifact.load(path)
+            for precision in ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else []):
+                load_components(art, list(art.manifest["components"]), backend="tensorrt", precision=precision)
+                say(f"tensorrt: {precision} engines cached in {path / 'engines'}")
         stdout(f"wrote {path}")

@@ -54,6 +54,7 @@ def run(
     backend: Annotated[Optional[Backend], typer.Option(help="Engine backend; default OpenVINO when installed.")] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Compute precision; default as stored (bf16: OpenVINO on fp32 files).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per engine batch.")] = 64,
+    device: Annotated[Optional[str], typer.Option(help="Backend device: CPU (OpenVINO); cpu, cuda or tensorrt (ONNX Runtime execution provider).")] = None,
 ) -> None:
     """Generate images from an artifact and write them as PNGs."""
     from rich.progress import Progress
@@ -62,7 +63,7 @@ def run(
 
     with reported():
         pipe = Pipeline.load(artifact, backend=backend.value if backend else None,
-                             precision=precision.value if precision else None)
+                             precision=precision.value if precision else None, device=device)
         written, total, engine = [], 0.0, 0.0
         if isinstance(pipe, DecoderPipeline):
             given = _load_npy(latents, "--latents")

@@ -50,6 +50,8 @@ def load_components(artifact: Artifact, names: list[str], *, backend: str | None
     if precision == "bf16" and backend != "openvino":
         raise BackendUnavailableError(backend, None, "precision bf16: expected backend openvino (it computes "
                                       "fp32 graphs in BF16 on CPUs that support it)")
+    if backend == "tensorrt":
+        return _tensorrt_components(artifact, names, precision or "fp16")
     engines = {}
     for name in names:
         stored = artifact.component(name).get("precision", "fp32")
@@ -61,6 +63,27 @@ def load_components(artifact: Artifact, names: list[str], *, backend: str | None
         else:
             path, compute = artifact.component_path(name, precision, backend), precision
         engines[name] = TimedEngine(name, load_engine(path, backend, precision=compute, device=device))
+    return engines
+
+
+def _tensorrt_components(artifact: Artifact, names: list[str], precision: str) -> dict[str, TimedEngine]:
+    """TensorRT engines from the artifact's engine cache (``ART/engines``), built on first use.
+
+    Profiles cover the artifact's default image size, one image per call (two U-Net rows with
+    CFG). INT8 builds from the component's QDQ variant (``export --int8 --backend onnxruntime``).
+    """
+    from ..runtimes.profiles import profile_shapes, shape_range
+    from ..runtimes.tensorrt import EngineCache, TensorRTEngine
+
+    cache = EngineCache(artifact.path / "engines")
+    image, latent = artifact.manifest["image"], artifact.manifest.get("latent", {})
+    engines = {}
+    for name in names:
+        onnx_path = artifact.component_path(name, "int8", "onnxruntime") if precision == "int8" else artifact.component_path(name)
+        sizes = shape_range(family=artifact.family, component=name, height=image["height"], width=image["width"],
+                            scale_factor=latent.get("scale_factor", 8))
+        plan = cache.get(onnx_path, precision=precision, profiles=profile_shapes(artifact.component(name)["inputs"], sizes))
+        engines[name] = TimedEngine(name, TensorRTEngine(plan, precision=precision))
     return engines
 
 

@@ -54,5 +54,5 @@ def load_engine(path: str | Path, backend: str | None = None, *, precision: str 
         return OnnxRuntimeEngine(path, device=device or "cpu", precision=precision, **options)
     if backend == "tensorrt":
         from .tensorrt import TensorRTEngine
-        return TensorRTEngine(path, **options)
+        return TensorRTEngine(path, precision=precision, **options)
     raise BackendUnavailableError(backend, None, f"expected one of {', '.join(BACKENDS)}")

@@ -1,0 +1,98 @@
+"""TensorRT: profile and cache-key logic everywhere; engine build and run where TensorRT and a GPU exist."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from edgegen.errors import BackendUnavailableError, EdgegenError
+from edgegen.runtimes.profiles import DeviceInfo, cache_key, explain_mismatch, profile_shapes, shape_range
+
+UNET_INPUTS = [{"name": "sample", "shape": ["batch", 4, "latent_height", "latent_width"], "dtype": "float32"},
+               {"name": "timestep", "shape": ["batch"], "dtype": "float32"},
+               {"name": "encoder_hidden_states", "shape": ["batch", "sequence", 768], "dtype": "float32"}]
+
+
+def test_unet_profile_doubles_batch_for_cfg():
+    sizes = shape_range(family="stable-diffusion", component="unet", height=512, width=512, batch=2,
+                        min_height=256, max_height=768, max_batch=4)
+    shapes = profile_shapes(UNET_INPUTS, sizes)
+    assert shapes["sample"] == ((2, 4, 32, 64), (4, 4, 64, 64), (8, 4, 96, 64))
+    assert shapes["timestep"] == ((2,), (4,), (8,))
+    assert shapes["encoder_hidden_states"][1] == (4, 77, 768)
+    no_cfg = profile_shapes(UNET_INPUTS, shape_range(family="stable-diffusion", component="unet", height=512,
+                                                     width=512, cfg=False))
+    assert no_cfg["sample"][1] == (1, 4, 64, 64)
+    vae = shape_range(family="stable-diffusion", component="vae_decoder", height=512, width=768)
+    assert vae.opt["batch"] == 1 and vae.opt["latent_width"] == 96
+
+
+def test_profile_errors_are_clear():
+    with pytest.raises(EdgegenError, match="height: expected a multiple of 8, got 500"):
+        shape_range(family="stable-diffusion", component="unet", height=500, width=512)
+    with pytest.raises(EdgegenError, match="expected min <= opt <= max"):
+        shape_range(family="stable-diffusion", component="unet", height=512, width=512, max_height=256)
+    with pytest.raises(EdgegenError, match="no size for dynamic dim 'frames'"):
+        profile_shapes([{"name": "x", "shape": ["frames"], "dtype": "float32"}],
+                       shape_range(family="unet", component="unet", height=64, width=64))
+
+
+def test_cache_key_changes_with_everything_that_makes_an_engine_invalid():
+    orin = DeviceInfo("Orin", "8.7", "8.6.2")
+    shapes = profile_shapes(UNET_INPUTS, shape_range(family="stable-diffusion", component="unet", height=512, width=512))
+    base = cache_key(orin, onnx_sha256="ab", precision="fp16", profiles=shapes)
+    assert base == cache_key(orin, onnx_sha256="ab", precision="fp16", profiles=dict(reversed(list(shapes.items()))))
+    variants = [cache_key(DeviceInfo("Orin", "8.7", "10.3.0"), onnx_sha256="ab", precision="fp16", profiles=shapes),
+                cache_key(DeviceInfo("RTX 4090", "8.9", "8.6.2"), onnx_sha256="ab", precision="fp16", profiles=shapes),
+                cache_key(orin, onnx_sha256="cd", precision="fp16", profiles=shapes),
+                cache_key(orin, onnx_sha256="ab", precision="int8", profiles=shapes),
+                cache_key(orin, onnx_sha256="ab", precision="fp16",
+                          profiles=profile_shapes(UNET_INPUTS, shape_range(family="stable-diffusion", component="unet",
+                                                                           height=768, width=512)))]
+    assert len({base, *variants}) == 6
+
+
+def test_mismatch_is_explained_in_one_line():
+    here = DeviceInfo("NVIDIA H200", "9.0", "10.3.0")
+    assert explain_mismatch(here, {"gpu_name": "NVIDIA H200", "compute_capability": "9.0", "tensorrt_version": "10.3.0"}) is None
+    msg = explain_mismatch(here, {"gpu_name": "Orin", "compute_capability": "8.7", "tensorrt_version": "8.6.2"})
+    assert "\n" not in msg and "GPU 'Orin' != 'NVIDIA H200'" in msg and "TensorRT '8.6.2' != '10.3.0'" in msg
+    assert msg.endswith("rebuilding")
+
+
+def test_missing_tensorrt_or_cuda_provider_is_a_clear_error(tmp_path):
+    from edgegen.runtimes import load_engine
+
+    if importlib.util.find_spec("tensorrt") is None:
+        with pytest.raises(BackendUnavailableError, match=r"pip install 'edgegen\[tensorrt\]'"):
+            load_engine(tmp_path / "x.plan", "tensorrt")
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(BackendUnavailableError, match="install onnxruntime-gpu"):
+            load_engine(tmp_path / "x.onnx", "onnxruntime", device="cuda")
+
+
+needs_gpu = pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None,
+                               reason="TensorRT is not installed (GPU machines only)")
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_tensorrt_engine_matches_onnxruntime(tiny_sd_artifact, tmp_path):
+    from edgegen.artifact import Artifact
+    from edgegen.runtimes.onnxruntime import OnnxRuntimeEngine
+    from edgegen.runtimes.tensorrt import EngineCache, TensorRTEngine
+
+    art = Artifact.load(tiny_sd_artifact)
+    shapes = profile_shapes(art.component("unet")["inputs"],
+                            shape_range(family="stable-diffusion", component="unet", height=32, width=32))
+    cache = EngineCache(tmp_path / "engines")
+    plan = cache.get(art.component_path("unet"), precision="fp32", profiles=shapes)
+    assert cache.get(art.component_path("unet"), precision="fp32", profiles=shapes) == plan  # cached
+    rng = np.random.default_rng(0)
+    feeds = {"sample": rng.standard_normal((2, 4, 4, 4), dtype=np.float32), "timestep": np.array([10, 10], np.float32),
+             "encoder_hidden_states": rng.standard_normal((2, 77, 32), dtype=np.float32)}
+    ref = OnnxRuntimeEngine(art.component_path("unet"))(feeds)["noise_pred"]
+    got = TensorRTEngine(plan)(feeds)["noise_pred"]
+    assert np.abs(ref - got).max() < 1e-3
