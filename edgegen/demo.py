@@ -1,9 +1,15 @@
-"""`edgegen demo`: the whole flow on a model built locally, with nothing downloaded.
+"""`edgegen demo`: the whole flow on models edgegen trained itself, with nothing downloaded.
 
-Builds a small random-init Stable Diffusion pipeline with diffusers (needs the ``export``
-extra), exports it with the parity gate, and generates images with the numpy runtime on
-every installed CPU backend. The weights are random, so the images are noise: the demo shows
-the flow and the timings, not image quality.
+The bundled models (``edgegen/zoo``, trained by ``benchmarks/zoo/train.py`` on scikit-learn's
+handwritten digits) are exported to ONNX behind the parity gate, quantized to INT8 behind the
+quality and speed gates, run by the numpy runtime, and measured with ``edgegen bench``:
+
+* a class-conditional diffusion U-Net, sampled with DDIM and classifier-free guidance;
+* a DCGAN generator; * a convolutional VAE's decoder.
+
+Outputs: one image grid per model and precision, ``summary.md`` / ``summary.json`` (classifier
+agreement with the requested digit, confidence, latency), and the bench reports.
+Needs the ``export`` and ``openvino`` extras.
 """
 
 from __future__ import annotations
@@ -12,34 +18,109 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from .images import grid, save_png
+import numpy as np
+
+from .errors import EdgegenError
+from .images import grid, save_png, to_uint8
+
+ZOO = Path(__file__).parent / "zoo"
 
 
-def run_demo(out: str | Path, *, steps: int = 10, seed: int = 0,
+def _classify(engine, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, 32, 32, 1) images in [0, 1] -> (confidence, class) from the bundled classifier."""
+    logits = engine({"images": np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)})["logits"]
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    return probs.max(1), probs.argmax(1)
+
+
+def export_zoo(out: Path, *, int8: bool = True, progress: Callable[[str], None] = print) -> dict[str, Path]:
+    """Export the bundled models (FP32 + gated INT8) into ``out``; returns artifact paths by name."""
+    from .calibration.int8 import Int8Options
+    from .export import ModuleExportOptions, export_module
+    from .export.zoo import export_classifier
+
+    missing = [n for n in ("cond_unet", "dcgan", "vae", "classifier") if not (ZOO / f"{n}.safetensors").is_file()]
+    if missing:
+        raise EdgegenError(f"bundled weights missing from {ZOO}: {missing} (train them: python benchmarks/zoo/train.py)")
+    module = str(Path(__file__).parent / "export" / "zoo.py")
+    card = json.loads((ZOO / "cond_unet.json").read_text())
+    config = out / "scheduler_config.json"
+    out.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps(card["scheduler_config"]))
+    arts = {}
+    specs = {
+        "digits-diffusion": ("load_cond_unet", "cond_unet", "unet",
+                             ModuleExportOptions(sample_shape=(1, 32, 32), timestep_dtype="int64", scheduler_config=config,
+                                                 num_classes=10, null_class=10),
+                             Int8Options(samples=2, steps=20, gate_samples=1, guidance_scale=3.0)),
+        "digits-dcgan": ("load_dcgan", "dcgan", "generator",
+                         ModuleExportOptions(latent_shape=(64,), image_shape=(1, 32, 32), output_range=(-1, 1)),
+                         Int8Options(samples=256)),
+        "digits-vae": ("load_vae_decoder", "vae", "generator",
+                       ModuleExportOptions(latent_shape=(16,), image_shape=(1, 32, 32), output_range=(0, 1)),
+                       Int8Options(samples=256)),
+    }
+    for name, (fn, weights, kind, options, int8_options) in specs.items():
+        progress(f"exporting {name} (FP32 parity gate{', INT8 quality and speed gates' if int8 else ''})")
+        arts[name] = export_module(f"{module}:{fn}", out / name, kind=kind, weights=ZOO / f"{weights}.safetensors",
+                                   options=options, int8=int8_options if int8 else None,
+                                   progress=lambda m: progress(f"  {m}"))
+    arts["classifier"] = export_classifier(ZOO / "classifier.safetensors", out / "digit-classifier.onnx")
+    return arts
+
+
+def run_demo(out: str | Path, *, seed: int = 0, guidance_scale: float = 3.0, steps: int = 50, bench: bool = True,
              progress: Callable[[str], None] = print) -> dict:
-    """Build, export and run; returns a summary (also written to ``out/summary.json``)."""
-    from .export import export_stable_diffusion
-    from .export.random_sd import build_random_sd
+    """Export, generate, classify and measure; writes grids, summary.md / .json under ``out``."""
     from .pipelines import Pipeline
-    from .runtimes import available_backends
+    from .runtimes import load_engine
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    source, art = out / "random-sd-source", out / "artifacts" / "random-sd"
-    progress("building a random-init Stable Diffusion pipeline (diffusers, no download)")
-    build_random_sd(source, "tiny", seed=seed)
-    progress("exporting to ONNX with the PyTorch parity gate")
-    export_stable_diffusion(source, art, progress=progress)
-    summary = {"artifact": str(art), "steps": steps, "backends": {}}
-    for backend in [b for b in available_backends() if b in ("openvino", "onnxruntime")]:
-        pipe = Pipeline.load(art, backend=backend)
-        result = pipe("a lighthouse at dusk", num_inference_steps=steps, num_images=4, seed=seed, height=64, width=64)
-        result.save(out / "images" / backend)
-        save_png(out / f"grid-{backend}.png", grid(result.uint8(), 4), {"note": "random weights: noise"})
-        t = result.timings
-        summary["backends"][backend] = {"seconds": t["total_s"], "outside_share": t["outside_s"] / t["total_s"],
-                                        "engines": t["engines"]}
-        progress(f"{backend}: 4 images in {t['total_s']:.2f} s, {100 * t['outside_s'] / t['total_s']:.2f}% "
-                 f"outside engines -> {out / f'grid-{backend}.png'}")
+    arts = export_zoo(out / "artifacts", progress=progress)
+    classifier = load_engine(arts["classifier"], "onnxruntime")
+    summary: dict = {"seed": seed, "models": {}}
+    for name in ("digits-diffusion", "digits-dcgan", "digits-vae"):
+        for precision in ("fp32", "int8"):
+            pipe = Pipeline.load(arts[name], precision=precision)
+            if name == "digits-diffusion":
+                labels = np.repeat(np.arange(10), 8)
+                result = pipe(class_label=labels, num_images=80, num_inference_steps=steps, sampler="ddim",
+                              guidance_scale=guidance_scale, seed=seed)
+                conf, cls = _classify(classifier, result.images)
+                per_class = {str(c): float((cls[labels == c] == c).mean()) for c in range(10)}
+                figures = {"agreement": float((cls == labels).mean()), "per_class": per_class,
+                           "mean_confidence": float(conf.mean()), "guidance_scale": guidance_scale, "steps": steps}
+                columns = 8
+            else:
+                result = pipe(num_images=64, seed=seed)
+                conf, cls = _classify(classifier, result.images)
+                figures = {"mean_confidence": float(conf.mean()), "classes": np.bincount(cls, minlength=10).tolist()}
+                columns = 8
+            figures.update(seconds=result.timings["total_s"], precision=pipe.precision)
+            path = save_png(out / f"{name}-{precision}.png", np.repeat(grid(to_uint8(result.images), columns), 3, axis=-1),
+                            {"model": name, "precision": pipe.precision})
+            summary["models"].setdefault(name, {})[precision] = {**figures, "grid": path.name}
+            progress(f"{name} {precision}: " + (f"{100 * figures['agreement']:.1f}% of samples classified as the "
+                                                f"requested digit, " if "agreement" in figures else "")
+                     + f"mean confidence {figures['mean_confidence']:.3f}, {figures['seconds']:.2f} s -> {path}")
+    if bench:
+        from .bench.report import write_reports
+        from .bench.run import BenchOptions, bench as run_bench
+
+        progress("measuring latency with edgegen bench")
+        report = run_bench([arts[n] for n in ("digits-diffusion", "digits-dcgan", "digits-vae")],
+                           BenchOptions(steps=steps, runs=2, warmup=1, num_images=8, metric_model=arts["classifier"]))
+        paths = write_reports(report, out / "bench")
+        summary["bench"] = {r["name"] + "/" + r["precision"]: {"seconds_per_image": r["seconds_per_image"]["median"],
+                                                               "peak_rss_mb": r["peak_rss_mb"]} for r in report["results"]}
+        summary["bench_report"] = str(paths["html"])
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = ["# edgegen demo", "", "| model | precision | quality | seconds |", "|---|---|---|---|"]
+    for name, rows in summary["models"].items():
+        for precision, f in rows.items():
+            quality = (f"{100 * f['agreement']:.1f}% classified as requested (conf. {f['mean_confidence']:.3f})"
+                       if "agreement" in f else f"classifier confidence {f['mean_confidence']:.3f}")
+            lines.append(f"| {name} | {f['precision']} | {quality} | {f['seconds']:.2f} |")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
     return summary

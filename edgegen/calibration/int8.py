@@ -149,7 +149,8 @@ def _sample(pipe, opts: Int8Options, seed: int) -> np.ndarray:
         prompts = read_prompts(opts.prompts)
         return pipe(prompts[seed % len(prompts)], num_inference_steps=opts.steps, sampler=opts.sampler, seed=seed,
                     guidance_scale=opts.guidance_scale, height=opts.height, width=opts.width).images
-    return pipe(num_inference_steps=opts.steps, sampler=opts.sampler, seed=seed).images
+    return pipe(num_inference_steps=opts.steps, sampler=opts.sampler, seed=seed, guidance_scale=opts.guidance_scale,
+                num_images=int(pipe.conditioning["num_classes"]) if pipe.conditioning else 1).images
 
 
 def _reference(art: Artifact, opts: Int8Options, calibration: dict) -> dict:

@@ -72,7 +72,8 @@ def record_diffusion(artifact: Artifact, *, samples: int, sampler: str, steps: i
             pipe(prompts[i % len(prompts)], num_inference_steps=steps, sampler=sampler, seed=seed + i,
                  guidance_scale=guidance_scale, height=height, width=width)
         else:
-            pipe(num_inference_steps=steps, sampler=sampler, seed=seed + i)
+            pipe(num_inference_steps=steps, sampler=sampler, seed=seed + i, guidance_scale=guidance_scale,
+                 num_images=int(pipe.conditioning["num_classes"]) if pipe.conditioning else 1)
     return {name: e.engine.feeds for name, e in pipe.engines.items()}
 
 

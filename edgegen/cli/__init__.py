@@ -32,7 +32,7 @@ app.command(help="Export a model to ONNX, gated against PyTorch, as an edgegen a
 app.command(help="Generate images from an artifact (numpy runtime; never imports torch).")(run)
 app.command(help="Measure latency, memory and quality of artifacts; write JSON / Markdown / HTML reports.")(bench)
 app.command(help="Record calibration feeds from an artifact's FP32 trajectory.")(calibrate)
-app.command(help="Build a model locally, export it and run it end to end (needs the export extra).")(demo)
+app.command(help="Export, quantize, run and measure the bundled digit models (needs the export extra).")(demo)
 
 
 def main() -> None:

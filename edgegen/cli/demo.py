@@ -1,4 +1,4 @@
-"""`edgegen demo`: export and run a locally built model end to end (needs the export extra)."""
+"""`edgegen demo`: export, quantize, run and measure the bundled models end to end (needs the export extra)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from .common import progress_printer, reported, stdout
 
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Directory for the artifacts, images and summary.")] = Path("edgegen-demo"),
-    steps: Annotated[int, typer.Option(help="Sampling steps.")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed for weights and noise.")] = 0,
+    steps: Annotated[int, typer.Option(help="DDIM steps for the diffusion model.")] = 50,
+    guidance_scale: Annotated[float, typer.Option(help="Classifier-free guidance scale for the diffusion model.")] = 3.0,
+    seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
+    bench: Annotated[bool, typer.Option(help="Also measure latency with edgegen bench.")] = True,
 ) -> None:
-    """Build a model locally, export it, run it on every installed CPU backend."""
+    """Export the bundled digit models (FP32 + INT8), generate, classify, measure."""
     from ..demo import run_demo
 
     with reported():
-        run_demo(out, steps=steps, seed=seed, progress=progress_printer())
-        stdout(f"demo written to {out} (random weights: the images are noise; see README to use a real model)")
+        run_demo(out, steps=steps, seed=seed, guidance_scale=guidance_scale, bench=bench, progress=progress_printer())
+        stdout(f"demo written to {out}: grids *.png, summary.md, bench/report.html")

@@ -39,7 +39,8 @@ def _load_npy(path: Optional[Path], flag: str) -> Optional[np.ndarray]:
 def run(
     artifact: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Artifact directory from `edgegen export`.")],
     out: Annotated[Path, typer.Option("--out", help="Directory for the PNGs.")],
-    prompt: Annotated[Optional[str], typer.Option(help="Text prompt (Stable Diffusion).")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Text prompt (Stable Diffusion), or a class name (class-conditional U-Net).")] = None,
+    class_label: Annotated[Optional[int], typer.Option(help="Class label (class-conditional U-Net); default: cycle through the classes.")] = None,
     negative_prompt: Annotated[Optional[str], typer.Option(help="Negative prompt (Stable Diffusion).")] = None,
     steps: Annotated[int, typer.Option(help="Number of sampling steps (diffusion).")] = 50,
     sampler: Annotated[Optional[SamplerName], typer.Option(help="Sampler; default from the scheduler config.")] = None,
@@ -81,6 +82,7 @@ def run(
                                         sampler=sampler.value if sampler else None, eta=eta,
                                         guidance_scale=guidance_scale, seed=seed + start, num_images=count,
                                         height=height, width=width, init_noise=noise,
+                                        **({"class_label": class_label} if class_label is not None else {}),
                                         callback=lambda i, x: bar.advance(task)))
         for index, result in enumerate(results):
             written += result.save(out, prefix=f"image-{index:03d}")

@@ -45,6 +45,15 @@ class _UNet(torch.nn.Module):
         return _first_tensor(self.net(sample, timestep))
 
 
+class _ClassUNet(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, sample, timestep, class_labels):
+        return _first_tensor(self.net(sample, timestep, class_labels))
+
+
 class _Generator(torch.nn.Module):
     def __init__(self, net, image_shape):
         super().__init__()
@@ -77,6 +86,11 @@ class ModuleExportOptions:
             upscale of the decoder, and the factor latents are divided by before decoding.
         output_range: (lo, hi) value range of the produced image.
         height, width: vae-decoder: default image size recorded in the manifest.
+        num_classes: unet: class-conditional with this many classes; forward(sample, timestep,
+            class_labels) then, labels int64 (batch,).
+        null_class: unet: the label of the unconditional branch for classifier-free guidance
+            (default ``num_classes``); None with num_classes means no guidance.
+        class_names: unet: display names of the classes (default "0".."N-1").
     """
 
     sample_shape: tuple[int, ...] | None = None
@@ -90,6 +104,9 @@ class ModuleExportOptions:
     output_range: tuple[float, float] = (-1.0, 1.0)
     height: int = 256
     width: int = 256
+    num_classes: int | None = None
+    null_class: int | None = None
+    class_names: tuple[str, ...] | None = None
 
 
 def _require(value, flag: str, kind: str):
@@ -111,14 +128,22 @@ def _plan(kind: Kind, opts: ModuleExportOptions) -> tuple[Callable, ComponentSpe
         schedule = NoiseSchedule.from_config(config)  # refuse what the runtime cannot sample
         if opts.timestep_dtype not in ("int64", "float32"):
             raise ExportError(f"--timestep-dtype: expected int64 or float32, got '{opts.timestep_dtype}'")
-        spec = ComponentSpec(
-            "unet", (TensorSpec("sample", ("batch", c, h, w), "float32"),
-                     TensorSpec("timestep", ("batch",), opts.timestep_dtype)),
-            (TensorSpec("noise_pred", ("batch", c, h, w), "float32"),),
-            sizes={"batch": 2}, int_high=schedule.num_train_timesteps)
+        inputs = [TensorSpec("sample", ("batch", c, h, w), "float32"),
+                  TensorSpec("timestep", ("batch",), opts.timestep_dtype)]
         fields = {"scheduler": config, "latent": {"shape": [c, h, w]},
                   "image": {"channels": c, "height": h, "width": w, "output_range": [lo, hi]}}
-        return _UNet, spec, fields
+        wrap = _UNet
+        if opts.num_classes:
+            inputs.append(TensorSpec("class_labels", ("batch",), "int64"))
+            null = opts.num_classes if opts.null_class is None else opts.null_class
+            names = list(opts.class_names or [str(i) for i in range(opts.num_classes)])
+            fields["conditioning"] = {"type": "class", "num_classes": opts.num_classes, "null_class": null,
+                                      "class_names": names}
+            wrap = _ClassUNet
+        spec = ComponentSpec("unet", tuple(inputs), (TensorSpec("noise_pred", ("batch", c, h, w), "float32"),),
+                             sizes={"batch": 2}, int_high={"timestep": schedule.num_train_timesteps,
+                                                            "class_labels": (opts.num_classes or 0) + 1})
+        return wrap, spec, fields
     if kind is Kind.generator:
         latent = _require(opts.latent_shape, "--latent-shape D[,H,W]", kind.value)
         c, h, w = _require(opts.image_shape, "--image-shape C,H,W", kind.value)

@@ -26,14 +26,15 @@ class ComponentSpec:
         name: component name in the manifest ("unet", "text_encoder", ...).
         inputs / outputs: graph tensors; str dims are dynamic and named (same name = same size).
         sizes: concrete sizes for the named dims, used for the example inputs.
-        int_high: exclusive upper bound for integer example inputs (timesteps, token ids).
+        int_high: exclusive upper bound for integer example inputs (timesteps, token ids), or a
+            dict of bounds by input name.
     """
 
     name: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     sizes: dict[str, int] = field(default_factory=dict)
-    int_high: int = 1000
+    int_high: int | dict[str, int] = 1000
 
     def example(self, seed: int = 0) -> dict[str, np.ndarray]:
         """Seeded example feeds: N(0, 1) floats, uniform integers in [0, int_high)."""
@@ -44,7 +45,8 @@ class ComponentSpec:
             if spec.dtype.startswith("float"):
                 feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
             else:
-                feeds[spec.name] = rng.integers(0, self.int_high, shape).astype(spec.dtype)
+                high = self.int_high.get(spec.name, 1000) if isinstance(self.int_high, dict) else self.int_high
+                feeds[spec.name] = rng.integers(0, high, shape).astype(spec.dtype)
         return feeds
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:

@@ -48,6 +48,7 @@ class DiffusionPipeline:
         self.image = m["image"]
         self.latent = m["latent"]
         self._timestep = self.unet.input("timestep")
+        self.conditioning = m.get("conditioning")
         if self.text_to_image:
             tok = m["tokenizer"]
             self.tokenizer = ClipTokenizer(artifact.path / tok["file"], max_length=tok["max_length"], pad_id=tok["pad_id"])
@@ -77,7 +78,8 @@ class DiffusionPipeline:
     def __call__(self, prompt: str | Sequence[str] | None = None, *, negative_prompt: str | Sequence[str] | None = None,
                  num_inference_steps: int = 50, sampler: str | None = None, eta: float = 0.0,
                  guidance_scale: float = 7.5, seed: int = 0, num_images: int = 1, height: int | None = None,
-                 width: int | None = None, init_noise: np.ndarray | None = None, callback=None) -> Generation:
+                 width: int | None = None, init_noise: np.ndarray | None = None, class_label: int | Sequence[int] | None = None,
+                 callback=None) -> Generation:
         """Generate images.
 
         Args:
@@ -88,6 +90,8 @@ class DiffusionPipeline:
             guidance_scale: CFG scale w; 1 skips the unconditional pass (SD only).
             init_noise: (B, C, h, w) float32 N(0, I) initial latents, replacing the seeded draw
                 (scaled by the sampler's init sigma as diffusers does).
+            class_label: class-conditional U-Nets: one label for all images or one per image
+                (a prompt that names a class, e.g. "7", works too); default: cycle through the classes.
             callback: ``callback(step, x)`` after each step.
         Returns:
             a :class:`Generation` with (B, H, W, C) float32 images in [0, 1].
@@ -133,9 +137,24 @@ class DiffusionPipeline:
                 return classifier_free_guidance(eps_u, eps_c, guidance_scale)
 
             info.update(prompt=prompts[0], negative_prompt=negative_prompt, guidance_scale=guidance_scale)
+        elif self.conditioning:
+            labels = self._class_labels(prompt, class_label, batch)
+            null = self.conditioning.get("null_class")
+            cfg = null is not None and needs_unconditional(guidance_scale)
+            both = np.concatenate([np.full(batch, null, np.int64), labels]) if cfg else labels
+            t_feeds = [np.full((len(both),), t, dtype=tdtype) for t in timesteps]
+
+            def model(x, i):
+                out = self.unet({"sample": np.concatenate([x, x]) if cfg else x, "timestep": t_feeds[i],
+                                 "class_labels": both})["noise_pred"]
+                return classifier_free_guidance(out[:batch], out[batch:], guidance_scale) if cfg else out
+
+            names = self.conditioning.get("class_names") or []
+            info.update(class_labels=",".join(str(int(v)) for v in labels), guidance_scale=guidance_scale if cfg else 1.0,
+                        prompt=",".join(names[int(v)] if int(v) < len(names) else str(int(v)) for v in labels))
         else:
-            if prompt is not None:
-                raise EngineInputError("prompt: this unconditional U-Net takes no prompt, got one")
+            if prompt is not None or class_label is not None:
+                raise EngineInputError("prompt / class_label: this unconditional U-Net takes no condition, got one")
             t_feeds = [np.full((batch,), t, dtype=tdtype) for t in timesteps]
 
             def model(x, i):
@@ -147,6 +166,24 @@ class DiffusionPipeline:
             x0 = self.engines["vae_decoder"]({"latents": scaled})["image"]
         images = to_unit_range(x0, self.image["output_range"])
         return Generation(images, info, timings(self.engines, start))
+
+    def _class_labels(self, prompt, class_label, batch: int) -> np.ndarray:
+        """(batch,) int64 labels from ``class_label``, a prompt naming a class, or a cycle through the classes."""
+        n = int(self.conditioning["num_classes"])
+        names = list(self.conditioning.get("class_names") or [str(i) for i in range(n)])
+        if class_label is None and prompt is not None:
+            text = prompt if isinstance(prompt, str) else None
+            if text is None or text.strip() not in names:
+                raise EngineInputError(f"prompt: this U-Net is conditioned on classes {names}; expected one of them, "
+                                       f"got {prompt!r}")
+            class_label = names.index(text.strip())
+        if class_label is None:
+            labels = np.arange(batch) % n
+        else:
+            labels = np.broadcast_to(np.asarray(class_label, dtype=np.int64), (batch,)).copy()
+        if labels.min() < 0 or labels.max() >= n:
+            raise EngineInputError(f"class_label: expected values in 0..{n - 1}, got {labels.tolist()}")
+        return labels.astype(np.int64)
 
     @staticmethod
     def _as_list(value: str | Sequence[str], batch: int, what: str) -> list[str]:

@@ -1,0 +1,27 @@
+"""Train edgegen's embedded models on scikit-learn's digits and write them into edgegen/zoo/.
+
+    python benchmarks/zoo/train.py [--seed 0] [--out edgegen/zoo]
+
+Needs the export extra (torch, diffusers). Seeded: the same seed reproduces the recorded
+losses (model cards: edgegen/zoo/*.json). See edgegen/export/zoo.py for data and recipes.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from edgegen.export.zoo import train_all  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "edgegen" / "zoo"))
+    args = parser.parse_args()
+    train_all(args.out, seed=args.seed, progress=lambda m: print(m, flush=True))
+
+
+if __name__ == "__main__":
+    main()
