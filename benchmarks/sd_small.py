@@ -24,7 +24,7 @@ def int8_artifact(backend: str):
     src, art = CACHE / "sd-small-src", CACHE / f"sd-small-int8-{backend}"
     random_sd_artifact("small")
     if not (art / "edgegen.json").exists():
-        export_stable_diffusion(src, art, int8=Int8Options(backend=backend, samples=4, steps=20, gate_samples=2),
+        export_stable_diffusion(src, art, int8=Int8Options(backend=backend, samples=2, steps=10, gate_samples=1, force=True),
                                 progress=lambda m: print(f"  [export] {m}", flush=True))
     return art
 
