@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -116,7 +117,10 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    with warnings.catch_warnings():
+        # Few samples give singular covariances; sqrtm still returns the usable estimate.
+        warnings.simplefilter("ignore")
+        covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
     covmean = covmean.real
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
 
