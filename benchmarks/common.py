@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,23 +14,16 @@ sys.path.insert(0, str(HERE.parent))
 
 
 def machine() -> dict:
-    """CPU model, cores, Python and backend versions."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for name in ("numpy", "onnxruntime", "openvino", "torch", "nncf", "diffusers"):
+    """edgegen bench's machine description, plus the export-side library versions."""
+    from edgegen.bench.run import machine as bench_machine
+
+    info = bench_machine()
+    for name in ("torch", "nncf", "diffusers"):
         try:
-            versions[name] = __import__(name).__version__
-        except Exception:  # not installed: nothing to report
+            info["versions"][name] = __import__(name).__version__
+        except ImportError:
             pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "versions": versions}
+    return info
 
 
 def random_sd_artifact(preset: str, *, int8: bool = False) -> Path:
