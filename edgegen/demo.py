@@ -91,14 +91,12 @@ def run_demo(out: str | Path, *, seed: int = 0, guidance_scale: float = 1.5, ste
                 per_class = {str(c): float((cls[labels == c] == c).mean()) for c in range(10)}
                 figures = {"agreement": float((cls == labels).mean()), "per_class": per_class,
                            "mean_confidence": float(conf.mean()), "guidance_scale": guidance_scale, "steps": steps}
-                columns = 8
             else:
                 result = pipe(num_images=64, seed=seed)
                 conf, cls = _classify(classifier, result.images)
                 figures = {"mean_confidence": float(conf.mean()), "classes": np.bincount(cls, minlength=10).tolist()}
-                columns = 8
             figures.update(seconds=result.timings["total_s"], precision=pipe.precision)
-            path = save_png(out / f"{name}-{precision}.png", np.repeat(grid(to_uint8(result.images), columns), 3, axis=-1),
+            path = save_png(out / f"{name}-{precision}.png", np.repeat(grid(to_uint8(result.images), 8), 3, axis=-1),
                             {"model": name, "precision": pipe.precision})
             summary["models"].setdefault(name, {})[precision] = {**figures, "grid": path.name}
             progress(f"{name} {precision}: " + (f"{100 * figures['agreement']:.1f}% of samples classified as the "

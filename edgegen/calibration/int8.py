@@ -18,7 +18,7 @@ from ..artifact import Artifact
 from ..errors import EdgegenError
 from . import gates
 from .quantize import quantizable_layers, quantize_nncf, quantize_onnxruntime
-from .record import gaussian_feeds, load_feeds_dir, read_prompts, record_diffusion
+from .record import gaussian_feeds, load_feeds_dir, read_prompts, record_diffusion, sample_diffusion
 from .sensitivity import layer_errors, output_sensitivity
 
 
@@ -145,12 +145,9 @@ def _quality(art: Artifact, opts: Int8Options, reference: dict) -> dict:
 
 
 def _sample(pipe, opts: Int8Options, seed: int) -> np.ndarray:
-    if pipe.text_to_image:
-        prompts = read_prompts(opts.prompts)
-        return pipe(prompts[seed % len(prompts)], num_inference_steps=opts.steps, sampler=opts.sampler, seed=seed,
-                    guidance_scale=opts.guidance_scale, height=opts.height, width=opts.width).images
-    return pipe(num_inference_steps=opts.steps, sampler=opts.sampler, seed=seed, guidance_scale=opts.guidance_scale,
-                num_images=int(pipe.conditioning["num_classes"]) if pipe.conditioning else 1).images
+    return sample_diffusion(pipe, index=seed, seed=seed, steps=opts.steps, sampler=opts.sampler,
+                            guidance_scale=opts.guidance_scale, prompts=read_prompts(opts.prompts),
+                            height=opts.height, width=opts.width)
 
 
 def _reference(art: Artifact, opts: Int8Options, calibration: dict) -> dict:

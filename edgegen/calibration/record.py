@@ -68,13 +68,20 @@ def record_diffusion(artifact: Artifact, *, samples: int, sampler: str, steps: i
         pipe.engines[name].engine = _Recorder(pipe.engines[name].engine)
     prompts = list(prompts or default_prompts())
     for i in range(samples):
-        if pipe.text_to_image:
-            pipe(prompts[i % len(prompts)], num_inference_steps=steps, sampler=sampler, seed=seed + i,
-                 guidance_scale=guidance_scale, height=height, width=width)
-        else:
-            pipe(num_inference_steps=steps, sampler=sampler, seed=seed + i, guidance_scale=guidance_scale,
-                 num_images=int(pipe.conditioning["num_classes"]) if pipe.conditioning else 1)
+        sample_diffusion(pipe, index=i, seed=seed + i, steps=steps, sampler=sampler, guidance_scale=guidance_scale,
+                         prompts=prompts, height=height, width=width)
     return {name: e.engine.feeds for name, e in pipe.engines.items()}
+
+
+def sample_diffusion(pipe, *, index: int, seed: int, steps: int, sampler: str, guidance_scale: float,
+                     prompts: Sequence[str], height: int | None = None, width: int | None = None) -> np.ndarray:
+    """One calibration / gate sample: SD uses ``prompts[index % len(prompts)]``; a class-conditional
+    U-Net draws one image per class; an unconditional one a single image. Returns (B, H, W, C) images."""
+    if pipe.text_to_image:
+        return pipe(prompts[index % len(prompts)], num_inference_steps=steps, sampler=sampler, seed=seed,
+                    guidance_scale=guidance_scale, height=height, width=width).images
+    return pipe(num_inference_steps=steps, sampler=sampler, seed=seed, guidance_scale=guidance_scale,
+                num_images=int(pipe.conditioning["num_classes"]) if pipe.conditioning else 1).images
 
 
 def gaussian_feeds(input_name: str, shape: Sequence[int], *, samples: int, batch: int = 8, seed: int = 0) -> list[Feeds]:

@@ -61,7 +61,7 @@ def _from_pretrained(load: Callable, source: str, subfolder: str):
     local = Path(source).is_dir()
     try:
         return load(source, subfolder=subfolder)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if local:
             raise ExportError(f"--from '{source}': expected a diffusers Stable Diffusion directory with "
