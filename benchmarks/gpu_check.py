@@ -37,6 +37,9 @@ def main() -> None:
     from edgegen import Pipeline
     from edgegen.calibration.int8 import Int8Options
     from edgegen.export import ModuleExportOptions, export_module, export_stable_diffusion
+    from edgegen.artifact import write_json_atomic
+    from edgegen.pipelines.base import PROFILE_FILE
+    from edgegen.runtimes.profiles import profile_request
     from edgegen.runtimes.tensorrt import device_info
 
     print(f"device: {device_info()}")
@@ -50,6 +53,14 @@ def main() -> None:
                             weights=gan_dir / "generator.ckpt",
                             options=ModuleExportOptions(latent_shape=(64,), image_shape=(1, 28, 28)),
                             int8=Int8Options(backend="onnxruntime", force=True))
+        ddpm_dir = MODELS / "ddpm-mnist"
+        ddpm = export_module(f"{ddpm_dir}/model.py:load", Path(work) / "ddpm", kind="unet", weights=ddpm_dir / "ddpm_mnist.pt",
+                             options=ModuleExportOptions(sample_shape=(1, 28, 28), scheduler_config=ddpm_dir / "scheduler_config.json"),
+                             int8=Int8Options(backend="onnxruntime", steps=50, force=True))
+        # engines accepting 64 latents per call, as `edgegen export --backend tensorrt --max 28,28,64` writes
+        (gan / "engines").mkdir(exist_ok=True)
+        write_json_atomic(gan / "engines" / PROFILE_FILE, profile_request(default_height=28, default_width=28,
+                                                                          opt=(28, 28, 64)))
         noise = np.random.default_rng(0).standard_normal((1, 4, 32, 32), dtype=np.float32)
         reference = Pipeline.load(sd, backend="onnxruntime")
         ref = reference("a lighthouse", num_inference_steps=10, init_noise=noise)
@@ -67,6 +78,16 @@ def main() -> None:
             psnr = float(10 * np.log10(1 / np.mean((got - gan_ref) ** 2)))
             results[f"gan_{precision}"] = {"psnr_db_vs_cpu_fp32": psnr}
             print(f"gan {precision}: PSNR vs CPU FP32 {psnr:.2f} dB")
+        ddpm_ref = Pipeline.load(ddpm, backend="onnxruntime")
+        ref = ddpm_ref(num_inference_steps=50, sampler="ddim", seed=0).images
+        for precision in ("fp32", "fp16", "int8"):
+            pipe = Pipeline.load(ddpm, backend="tensorrt", precision=precision)
+            got = pipe(num_inference_steps=50, sampler="ddim", seed=0).images
+            psnr = float(10 * np.log10(1 / np.mean((got - ref) ** 2)))
+            ratio = (_time(lambda: ddpm_ref(num_inference_steps=50, sampler="ddim"))
+                     / _time(lambda: pipe(num_inference_steps=50, sampler="ddim")))
+            results[f"ddpm_{precision}"] = {"psnr_db_vs_cpu_fp32": psnr, "speedup_vs_ort_cpu": ratio}
+            print(f"ddpm {precision}: PSNR vs CPU FP32 {psnr:.2f} dB, speed-up vs ORT CPU {ratio:.1f}x")
     print(f"results: {save_result('gpu_check', results)}")
 
 

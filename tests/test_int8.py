@@ -146,10 +146,10 @@ def test_calibration_recording_is_seeded(tiny_sd_artifact):
                 np.testing.assert_array_equal(x[name], y[name])
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(reason="measured 2026-11-21: LeNet confidence drops 0.05-0.09 (goal 0.02); see issue notes",
-                   strict=False)
 def test_ddpm_int8_lenet_confidence(tmp_path):
+    """DDIM 50 on the same noise, 256 samples: LeNet mean confidence of INT8 within 0.02 of FP32.
+
+    The default gate (30 dB median PSNR vs FP32) keeps the layers it must in FP32 on its own."""
     d = shared("ddpm-mnist")
     result = run_cli("export", "--module", f"{d}/model.py:load", "--weights", d / "ddpm_mnist.pt", "--kind", "unet",
                      "--sample-shape", "1,28,28", "--scheduler-config", d / "scheduler_config.json", "--int8",
@@ -161,3 +161,5 @@ def test_ddpm_int8_lenet_confidence(tmp_path):
                                                                         num_images=256, seed=0).images
         conf[precision] = lenet_scores(images)[0].mean()
     assert abs(conf["fp32"] - conf["int8"]) <= 0.02, conf
+    variant = json.loads((tmp_path / "ddpm" / "edgegen.json").read_text())["components"]["unet"]["variants"]["int8"]
+    assert 0 < len(variant["openvino"]["excluded_layers"]) < 65

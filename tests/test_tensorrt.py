@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edgegen.errors import BackendUnavailableError, EdgegenError
-from edgegen.runtimes.profiles import DeviceInfo, cache_key, explain_mismatch, profile_shapes, shape_range
+from edgegen.runtimes.profiles import (DeviceInfo, cache_key, explain_mismatch, profile_request, profile_shapes,
+                                      shape_range)
 
 UNET_INPUTS = [{"name": "sample", "shape": ["batch", 4, "latent_height", "latent_width"], "dtype": "float32"},
                {"name": "timestep", "shape": ["batch"], "dtype": "float32"},
@@ -37,6 +38,30 @@ def test_profile_errors_are_clear():
                        shape_range(family="unet", component="unet", height=64, width=64))
 
 
+def test_min_opt_max_request_becomes_the_profile():
+    request = profile_request(default_height=512, default_width=512, min=(256, 256), max=(768, 768, 2))
+    assert request == {"height": 512, "width": 512, "batch": 1, "min_height": 256, "min_width": 256, "min_batch": 1,
+                       "max_height": 768, "max_width": 768, "max_batch": 2}
+    shapes = profile_shapes(UNET_INPUTS, shape_range(family="stable-diffusion", component="unet", **request))
+    assert shapes["sample"] == ((2, 4, 32, 32), (2, 4, 64, 64), (4, 4, 96, 96))
+    # a class-conditional pixel-space U-Net with CFG doubles its batch too; an unconditional one does not
+    pixel = [{"name": "sample", "shape": ["batch", 1, 28, 28], "dtype": "float32"}]
+    request = profile_request(default_height=28, default_width=28, max=(28, 28, 8))
+    assert profile_shapes(pixel, shape_range(family="unet", component="unet", scale_factor=1, cfg=True, **request)
+                          )["sample"] == ((2, 1, 28, 28), (2, 1, 28, 28), (16, 1, 28, 28))
+    assert profile_shapes(pixel, shape_range(family="unet", component="unet", scale_factor=1, cfg=False, **request)
+                          )["sample"][2] == (8, 1, 28, 28)
+    with pytest.raises(EdgegenError, match=r"--max: expected HEIGHT,WIDTH\[,BATCH\]"):
+        profile_request(default_height=64, default_width=64, max=(64,))
+
+
+def test_profile_options_need_the_tensorrt_backend(tmp_path):
+    from conftest import run_cli
+
+    result = run_cli("export", "--module", "x.py:f", "--kind", "generator", "--max", "64,64,4", "--out", tmp_path / "a")
+    assert result.exit_code != 0 and "expected --backend tensorrt" in result.output
+
+
 def test_cache_key_changes_with_everything_that_makes_an_engine_invalid():
     orin = DeviceInfo("Orin", "8.7", "8.6.2")
     shapes = profile_shapes(UNET_INPUTS, shape_range(family="stable-diffusion", component="unet", height=512, width=512))
@@ -48,8 +73,10 @@ def test_cache_key_changes_with_everything_that_makes_an_engine_invalid():
                 cache_key(orin, onnx_sha256="ab", precision="int8", profiles=shapes),
                 cache_key(orin, onnx_sha256="ab", precision="fp16",
                           profiles=profile_shapes(UNET_INPUTS, shape_range(family="stable-diffusion", component="unet",
-                                                                           height=768, width=512)))]
-    assert len({base, *variants}) == 6
+                                                                           height=768, width=512))),
+                # the FP16 overflow fallback (some layer types in FP32) is a different engine
+                cache_key(orin, onnx_sha256="ab", precision="fp16", profiles=shapes, fp32_layers=("SOFTMAX",))]
+    assert len({base, *variants}) == 7
 
 
 def test_mismatch_is_explained_in_one_line():
@@ -96,3 +123,16 @@ def test_tensorrt_engine_matches_onnxruntime(tiny_sd_artifact, tmp_path):
     ref = OnnxRuntimeEngine(art.component_path("unet"))(feeds)["noise_pred"]
     got = TensorRTEngine(plan)(feeds)["noise_pred"]
     assert np.abs(ref - got).max() < 1e-3
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_tensorrt_pipeline_fp16_close_to_cpu_fp32(tiny_sd_artifact):
+    """The whole SD pipeline on FP16 engines (overflow fallback included) against ORT CPU FP32."""
+    from edgegen.pipelines import Pipeline
+
+    noise = np.random.default_rng(0).standard_normal((1, 4, 4, 4), dtype=np.float32)
+    ref = Pipeline.load(tiny_sd_artifact, backend="onnxruntime")("a cat", num_inference_steps=4, init_noise=noise)
+    got = Pipeline.load(tiny_sd_artifact, backend="tensorrt", precision="fp16")("a cat", num_inference_steps=4,
+                                                                                init_noise=noise)
+    assert np.isfinite(got.images).all() and np.abs(got.images - ref.images).max() < 0.05

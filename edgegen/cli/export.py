@@ -76,6 +76,9 @@ def export(
     min_ssim: Annotated[Optional[float], typer.Option(help="Quality gate: minimum mean SSIM INT8 vs FP32.")] = None,
     max_step_error: Annotated[Optional[float], typer.Option(help="Quality gate: maximum U-Net relative error, averaged over steps.")] = None,
     force_int8: Annotated[bool, typer.Option("--force-int8", help="Keep INT8 even where it is not faster than FP32.")] = False,
+    min_point: Annotated[Optional[str], typer.Option("--min", help="tensorrt: smallest HEIGHT,WIDTH[,BATCH] the engines accept (pixels, images per call).")] = None,
+    opt_point: Annotated[Optional[str], typer.Option("--opt", help="tensorrt: HEIGHT,WIDTH[,BATCH] the engines are tuned for (default: the artifact's image size, 1 image).")] = None,
+    max_point: Annotated[Optional[str], typer.Option("--max", help="tensorrt: largest HEIGHT,WIDTH[,BATCH] the engines accept.")] = None,
 ) -> None:
     """Export a model to ONNX, gated against PyTorch, as an edgegen artifact."""
     with reported():
@@ -85,6 +88,10 @@ def export(
         if backend is QuantBackend.tensorrt:
             from ..runtimes.tensorrt import device_info
             device_info()  # fails now, in one line, where TensorRT or the GPU is missing
+        points = {label: parse_ints(value, f"--{label}", (2, 3)) for label, value in
+                  (("min", min_point), ("opt", opt_point), ("max", max_point))}
+        if any(points.values()) and backend is not QuantBackend.tensorrt:
+            raise ExportError("--min/--opt/--max shape TensorRT optimization profiles: expected --backend tensorrt")
         int8_options = None
         if int8:
             from ..calibration.int8 import Int8Options
@@ -92,7 +99,8 @@ def export(
                 backend="onnxruntime" if backend is QuantBackend.tensorrt else backend.value, seed=seed, samples=calibration_samples, prompts=calibration_prompts,
                 calibration_data=calibration_data, sampler=calibration_sampler, steps=calibration_steps,
                 gate_samples=gate_samples, min_psnr=min_psnr, min_ssim=min_ssim, max_step_error=max_step_error,
-                force=force_int8)
+                # CPU latency says nothing about a GPU engine: TensorRT keeps the QDQ model.
+                force=force_int8 or backend is QuantBackend.tensorrt)
         if model is not None:
             if not source:
                 raise ExportError("--model needs --from DIR_OR_HUB_ID")
@@ -116,7 +124,14 @@ def export(
         if backend is QuantBackend.tensorrt:
             from ..pipelines.base import load_components
             from ..artifact import Artifact
+            from ..artifact import write_json_atomic
+            from ..pipelines.base import PROFILE_FILE
+            from ..runtimes.profiles import profile_request
             art = Artifact.load(path)
+            request = profile_request(default_height=art.manifest["image"]["height"],
+                                      default_width=art.manifest["image"]["width"], **points)
+            (path / "engines").mkdir(exist_ok=True)
+            write_json_atomic(path / "engines" / PROFILE_FILE, request)
             for precision in ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else []):
                 load_components(art, list(art.manifest["components"]), backend="tensorrt", precision=precision)
                 say(f"tensorrt: {precision} engines cached in {path / 'engines'}")

@@ -66,25 +66,60 @@ def load_components(artifact: Artifact, names: list[str], *, backend: str | None
     return engines
 
 
+PROFILE_FILE = "profile.json"
+
+
 def _tensorrt_components(artifact: Artifact, names: list[str], precision: str) -> dict[str, TimedEngine]:
     """TensorRT engines from the artifact's engine cache (``ART/engines``), built on first use.
 
-    Profiles cover the artifact's default image size, one image per call (two U-Net rows with
-    CFG). INT8 builds from the component's QDQ variant (``export --int8 --backend onnxruntime``).
+    Profiles come from ``ART/engines/profile.json`` (written by ``edgegen export --backend
+    tensorrt --min/--opt/--max``), else the artifact's default image size and one image per call
+    (two U-Net rows with CFG). INT8 builds from the component's QDQ variant (``export --int8
+    --backend onnxruntime``); FP16 keeps overflow-prone layer types in FP32 where the FP16 engine
+    gives NaN/Inf on a probe input.
     """
-    from ..runtimes.profiles import profile_shapes, shape_range
-    from ..runtimes.tensorrt import EngineCache, TensorRTEngine
+    import json
+
+    from ..runtimes.profiles import profile_request, profile_shapes, shape_range
+    from ..runtimes.tensorrt import EngineCache, TensorRTEngine, fp16_engine
 
     cache = EngineCache(artifact.path / "engines")
-    image, latent = artifact.manifest["image"], artifact.manifest.get("latent", {})
+    m = artifact.manifest
+    image, latent = m["image"], m.get("latent", {})
+    stored = artifact.path / "engines" / PROFILE_FILE
+    request = (json.loads(stored.read_text()) if stored.is_file()
+               else profile_request(default_height=image["height"], default_width=image["width"]))
+    cfg = artifact.family == "stable-diffusion" or bool(m.get("conditioning"))
+    scale = latent.get("scale_factor", 8 if artifact.family in ("stable-diffusion", "vae-decoder") else 1)
     engines = {}
     for name in names:
         onnx_path = artifact.component_path(name, "int8", "onnxruntime") if precision == "int8" else artifact.component_path(name)
-        sizes = shape_range(family=artifact.family, component=name, height=image["height"], width=image["width"],
-                            scale_factor=latent.get("scale_factor", 8))
-        plan = cache.get(onnx_path, precision=precision, profiles=profile_shapes(artifact.component(name)["inputs"], sizes))
+        inputs = artifact.component(name)["inputs"]
+        profiles = profile_shapes(inputs, shape_range(family=artifact.family, component=name, cfg=cfg, scale_factor=scale,
+                                                      **request))
+        if precision == "fp16":
+            plan, _ = fp16_engine(cache, onnx_path, profiles=profiles, feeds=_probe_feeds(inputs, profiles))
+        else:
+            plan = cache.get(onnx_path, precision=precision, profiles=profiles)
         engines[name] = TimedEngine(name, TensorRTEngine(plan, precision=precision))
     return engines
+
+
+def _probe_feeds(inputs: list[dict], profiles: dict) -> dict[str, np.ndarray]:
+    """Inputs at the profile's opt shapes: N(0, 1) floats (x3: latents can be large), token ids
+    and labels 0, timesteps at mid-schedule."""
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for spec in inputs:
+        shape = profiles[spec["name"]][1] if spec["name"] in profiles else tuple(spec["shape"])
+        if spec["dtype"].startswith("float"):
+            value = 3 * rng.standard_normal(shape)
+            if spec["name"] == "timestep":
+                value = np.full(shape, 500.0)
+            feeds[spec["name"]] = value.astype(spec["dtype"])
+        else:
+            feeds[spec["name"]] = np.full(shape, 500 if spec["name"] == "timestep" else 0, dtype=spec["dtype"])
+    return feeds
 
 
 @dataclass

@@ -28,15 +28,17 @@ class ShapeRange:
 
 def shape_range(*, family: str, component: str, height: int, width: int, batch: int = 1, cfg: bool = True,
                 min_height: int | None = None, max_height: int | None = None, min_width: int | None = None,
-                max_width: int | None = None, max_batch: int | None = None, scale_factor: int = 8,
-                sequence: int = 77) -> ShapeRange:
+                max_width: int | None = None, min_batch: int | None = None, max_batch: int | None = None,
+                scale_factor: int = 8, sequence: int = 77) -> ShapeRange:
     """Named-dim sizes for one component.
 
     Args:
         height, width: the image size to optimise for (``opt``), in pixels.
-        batch: images per pipeline call; the U-Net of a text-to-image pipeline sees ``2 * batch``
-            when ``cfg`` (both guidance branches in one call).
-        min_/max_height/width, max_batch: the range the engine must accept (default: opt only).
+        batch: images per pipeline call; the U-Net of a text-to-image or class-conditional
+            pipeline sees ``2 * batch`` when ``cfg`` (both guidance branches in one call). Pass
+            ``cfg=False`` for an unconditional U-Net.
+        min_/max_height/width/batch: the range the engine must accept (default: opt only; the
+            minimum batch defaults to one image).
     Raises:
         EdgegenError: sizes not multiples of ``scale_factor``, or min > opt > max.
     """
@@ -46,8 +48,8 @@ def shape_range(*, family: str, component: str, height: int, width: int, batch: 
             raise EdgegenError(f"{name}: expected a multiple of {scale_factor}, got {value}")
     h = (min_height or height, height, max_height or height)
     w = (min_width or width, width, max_width or width)
-    mult = 2 if (cfg and component == "unet" and family == "stable-diffusion") else 1
-    b = (mult, mult * batch, mult * (max_batch or batch))
+    mult = 2 if (cfg and component == "unet") else 1
+    b = (mult * (min_batch or 1), mult * batch, mult * (max_batch or batch))
     for name, (lo, opt, hi) in (("height", h), ("width", w), ("batch", b)):
         if not lo <= opt <= hi:
             raise EdgegenError(f"{name} range: expected min <= opt <= max, got {lo}, {opt}, {hi}")
@@ -57,6 +59,28 @@ def shape_range(*, family: str, component: str, height: int, width: int, batch: 
                 "height": h[i], "width": w[i], "sequence": sequence, "channels": 3}
 
     return ShapeRange(point(0), point(1), point(2))
+
+
+def profile_request(*, default_height: int, default_width: int, min: Sequence[int] | None = None,
+                    opt: Sequence[int] | None = None, max: Sequence[int] | None = None) -> dict[str, int]:
+    """``shape_range`` keyword arguments from ``--min/--opt/--max HEIGHT,WIDTH[,BATCH]``.
+
+    Sizes are image pixels and images per pipeline call; ``opt`` defaults to the artifact's
+    image size and one image, ``min`` and ``max`` to ``opt``.
+    Raises EdgegenError for a point that is not 2 or 3 positive integers.
+    """
+    points = {}
+    for label, point in (("min", min), ("opt", opt), ("max", max)):
+        if point is not None and (len(point) not in (2, 3) or any(int(v) <= 0 for v in point)):
+            raise EdgegenError(f"--{label}: expected HEIGHT,WIDTH[,BATCH] (positive integers), got {tuple(point)}")
+        points[label] = tuple(int(v) for v in point) if point is not None else None
+    o = points["opt"] or (default_height, default_width, 1)
+    o = (*o, 1) if len(o) == 2 else o
+    lo = points["min"] or o
+    hi = points["max"] or o
+    lo, hi = (*lo, 1) if len(lo) == 2 else lo, (*hi, o[2]) if len(hi) == 2 else hi
+    return {"height": o[0], "width": o[1], "batch": o[2], "min_height": lo[0], "min_width": lo[1],
+            "min_batch": lo[2], "max_height": hi[0], "max_width": hi[1], "max_batch": hi[2]}
 
 
 def profile_shapes(inputs: Sequence[Mapping], sizes: ShapeRange) -> dict[str, tuple[Shape, Shape, Shape]]:
@@ -92,10 +116,11 @@ class DeviceInfo:
 
 
 def cache_key(device: DeviceInfo, *, onnx_sha256: str, precision: str,
-              profiles: Mapping[str, tuple[Shape, Shape, Shape]]) -> str:
-    """A stable hex key for an engine built from one ONNX file for one device, precision and profile."""
+              profiles: Mapping[str, tuple[Shape, Shape, Shape]], fp32_layers: Sequence[str] = ()) -> str:
+    """A stable hex key for an engine built from one ONNX file for one device, precision, profile
+    and set of layer types forced to FP32 (an FP16 build with and without them differ)."""
     payload = json.dumps({"gpu": device.gpu_name, "cc": device.compute_capability, "trt": device.tensorrt_version,
-                          "onnx": onnx_sha256, "precision": precision,
+                          "onnx": onnx_sha256, "precision": precision, "fp32_layers": sorted(fp32_layers),
                           "profiles": {k: [list(s) for s in v] for k, v in sorted(profiles.items())}},
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]

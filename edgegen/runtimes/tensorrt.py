@@ -147,7 +147,8 @@ class EngineCache:
             fp32_layers: tuple[str, ...] = ()) -> Path:
         """Path of a valid engine for these inputs, building it when missing or stale."""
         digest = sha256_file(onnx_path)
-        key = cache_key(self.device, onnx_sha256=digest, precision=precision, profiles=profiles)
+        key = cache_key(self.device, onnx_sha256=digest, precision=precision, profiles=profiles,
+                        fp32_layers=fp32_layers)
         plan, meta = self.root / f"{key}.plan", self.root / f"{key}.json"
         self.last_message = None
         if plan.is_file() and meta.is_file():
@@ -161,7 +162,7 @@ class EngineCache:
                      timing_cache=self.root / "timing.cache", fp32_layers=fp32_layers)
         write_json_atomic(meta, {"gpu_name": self.device.gpu_name, "compute_capability": self.device.compute_capability,
                                  "tensorrt_version": self.device.tensorrt_version, "precision": precision,
-                                 "onnx_sha256": digest, "profiles": {k: [list(s) for s in v] for k, v in profiles.items()}})
+                                 "fp32_layers": list(fp32_layers), "onnx_sha256": digest, "profiles": {k: [list(s) for s in v] for k, v in profiles.items()}})
         return plan
 
 
