@@ -24,6 +24,8 @@ from .errors import EdgegenError
 from .images import grid, save_png, to_uint8
 
 ZOO = Path(__file__).parent / "zoo"
+# The conditional U-Net's CFG scale; guidance applies in the card's sigma interval (edgegen.guidance).
+GUIDANCE_SCALE = 3.0
 
 
 def _classify(engine, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +54,9 @@ def export_zoo(out: Path, *, int8: bool = True, progress: Callable[[str], None] 
     specs = {
         "digits-diffusion": ("load_cond_unet", "cond_unet", "unet",
                              ModuleExportOptions(sample_shape=(1, 32, 32), timestep_dtype="int64", scheduler_config=config,
-                                                 num_classes=10, null_class=10),
-                             Int8Options(samples=2, steps=20, gate_samples=1, guidance_scale=1.5)),
+                                                 num_classes=10, null_class=10,
+                                                 guidance_interval=tuple(card["guidance_interval"])),
+                             Int8Options(samples=2, steps=20, gate_samples=1, guidance_scale=GUIDANCE_SCALE)),
         "digits-dcgan": ("load_dcgan", "dcgan", "generator",
                          ModuleExportOptions(latent_shape=(64,), image_shape=(1, 32, 32), output_range=(-1, 1)),
                          Int8Options(samples=256)),
@@ -70,7 +73,7 @@ def export_zoo(out: Path, *, int8: bool = True, progress: Callable[[str], None] 
     return arts
 
 
-def run_demo(out: str | Path, *, seed: int = 0, guidance_scale: float = 1.5, steps: int = 50, bench: bool = True,
+def run_demo(out: str | Path, *, seed: int = 0, guidance_scale: float = GUIDANCE_SCALE, steps: int = 50, bench: bool = True,
              progress: Callable[[str], None] = print) -> dict:
     """Export, generate, classify and measure; writes grids, summary.md / .json under ``out``."""
     from .pipelines import Pipeline

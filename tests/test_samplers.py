@@ -149,3 +149,14 @@ def test_schedule_rejects_unknown_options():
         SamplingPlan.build(NoiseSchedule.from_config({}), "heun", 10)
     with pytest.raises(ScheduleError, match="num_inference_steps"):
         NoiseSchedule.from_config({}).timesteps(0)
+
+
+def test_guidance_interval_selects_steps_by_sigma():
+    from edgegen.guidance import guidance_steps
+
+    sigmas = np.array([10.0, 3.0, 1.0, 0.5, 0.0])
+    assert guidance_steps(sigmas, 3.0, None).all()
+    assert guidance_steps(sigmas, 3.0, (0.4, 3.0)).tolist() == [False, True, True, True, False]
+    assert not guidance_steps(sigmas, 1.0, (0.0, 100.0)).any()  # scale 1: no guidance anywhere
+    with pytest.raises(ValueError, match=r"0 <= lo < hi, got \(2.0, 1.0\)"):
+        guidance_steps(sigmas, 3.0, (2.0, 1.0))

@@ -28,31 +28,34 @@ def zoo(tmp_path_factory):
 
 
 def test_guidance_makes_the_requested_digit(zoo):
-    """DDIM 50 steps: >= 90% of 200 samples classified as the requested digit at the demo's guidance 1.5;
-    fewer with the conditional branch alone (w=1), chance level with the unconditional one (w=0).
+    """DDIM 50 steps, guidance 3 (in the card's sigma interval): >= 90% of 200 samples classified as
+    the requested digit; fewer with the conditional branch alone (w=1), chance level with the
+    unconditional one (w=0, guidance at every step).
 
-    Measured 2026-11-21 (PyTorch, 40 samples): w=0 2.5%, w=1 92.5%, w=1.5 100%, w=2 87.5%, w=3 37.5% —
-    this model's conditional branch is already strong, and w=3 over-saturates (see the issue notes).
+    Measured 2026-11-21 (this runtime, 200 samples): w=3 in (0, 1.25] 96%, w=1 91%; w=3 at every
+    step 35% (PyTorch, 100 samples: guidance at high noise pulls samples off their class, as
+    Kynkäänniemi et al. 2024 describe). The goal's "markedly fewer at w=1" is not met by this
+    model: its conditional branch alone is already strong (see the issue notes).
     """
     arts, classifier = zoo
     pipe = Pipeline.load(arts["digits-diffusion"])
     agreement = {}
-    for w in (1.5, 1.0, 0.0):
-        labels = np.repeat(np.arange(10), 20 if w == 1.5 else 10)  # the goal's 200 samples; 100 for contrasts
+    labels = np.repeat(np.arange(10), 20)
+    for w in (3.0, 1.0, 0.0):
         images = pipe(class_label=labels, num_images=len(labels), num_inference_steps=50, sampler="ddim",
-                      guidance_scale=w, seed=0).images
+                      guidance_scale=w, seed=0, **({"guidance_interval": None} if w == 0.0 else {})).images
         _, cls = _classify(classifier, images)
         agreement[w] = (cls == labels).mean()
         per_class = {c: float((cls[labels == c] == c).mean()) for c in range(10)}
         print(f"guidance {w}: agreement {agreement[w]:.3f}, per class {per_class}")
-    assert agreement[1.5] >= 0.9
-    assert agreement[1.0] < agreement[1.5]
+    assert agreement[3.0] >= 0.9
+    assert agreement[1.0] < agreement[3.0]
     assert agreement[0.0] <= 0.3
 
 
 def test_class_label_as_prompt_on_the_cli(zoo, tmp_path):
     arts, classifier = zoo
-    result = run_cli("run", arts["digits-diffusion"], "--prompt", "7", "--guidance-scale", "1.5", "--steps", "30",
+    result = run_cli("run", arts["digits-diffusion"], "--prompt", "7", "--guidance-scale", "3", "--steps", "30",
                      "--sampler", "ddim", "--num-images", "8", "--out", tmp_path / "sevens")
     assert result.exit_code == 0, result.output
     from PIL import Image

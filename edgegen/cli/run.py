@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from ..errors import EdgegenError
-from .common import Backend, console, reported, stdout
+from .common import Backend, console, parse_range, reported, stdout
 
 
 class SamplerName(str, Enum):
@@ -46,6 +46,7 @@ def run(
     sampler: Annotated[Optional[SamplerName], typer.Option(help="Sampler; default from the scheduler config.")] = None,
     eta: Annotated[float, typer.Option(help="DDIM eta (0 = deterministic); euler-a uses 1 when 0.")] = 0.0,
     guidance_scale: Annotated[float, typer.Option(help="Classifier-free guidance scale (1 = off).")] = 7.5,
+    guidance_interval: Annotated[Optional[str], typer.Option(help="Class-conditional U-Nets: LO,HI sigma range where guidance applies, or 'all'; default the artifact's.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial noise and sampler noise.")] = 0,
     num_images: Annotated[int, typer.Option(min=1, help="Images to generate.")] = 1,
     height: Annotated[Optional[int], typer.Option(help="Image height in pixels (SD, VAE decoder).")] = None,
@@ -63,6 +64,7 @@ def run(
     from ..pipelines import DecoderPipeline, Pipeline
 
     with reported():
+        interval = None if guidance_interval in (None, "all") else parse_range(guidance_interval, "--guidance-interval")
         pipe = Pipeline.load(artifact, backend=backend.value if backend else None,
                              precision=precision.value if precision else None, device=device)
         written, total, engine = [], 0.0, 0.0
@@ -83,6 +85,7 @@ def run(
                                         guidance_scale=guidance_scale, seed=seed + start, num_images=count,
                                         height=height, width=width, init_noise=noise,
                                         **({"class_label": class_label} if class_label is not None else {}),
+                                        **({"guidance_interval": interval} if guidance_interval else {}),
                                         callback=lambda i, x: bar.advance(task)))
         for index, result in enumerate(results):
             written += result.save(out, prefix=f"image-{index:03d}")

@@ -91,6 +91,8 @@ class ModuleExportOptions:
         null_class: unet: the label of the unconditional branch for classifier-free guidance
             (default ``num_classes``); None with num_classes means no guidance.
         class_names: unet: display names of the classes (default "0".."N-1").
+        guidance_interval: unet: recommended (sigma_lo, sigma_hi] where CFG applies, recorded
+            as the runtime's default (:mod:`edgegen.guidance`); None: every step.
     """
 
     sample_shape: tuple[int, ...] | None = None
@@ -107,6 +109,7 @@ class ModuleExportOptions:
     num_classes: int | None = None
     null_class: int | None = None
     class_names: tuple[str, ...] | None = None
+    guidance_interval: tuple[float, float] | None = None
 
 
 def _require(value, flag: str, kind: str):
@@ -139,6 +142,11 @@ def _plan(kind: Kind, opts: ModuleExportOptions) -> tuple[Callable, ComponentSpe
             names = list(opts.class_names or [str(i) for i in range(opts.num_classes)])
             fields["conditioning"] = {"type": "class", "num_classes": opts.num_classes, "null_class": null,
                                       "class_names": names}
+            if opts.guidance_interval is not None:
+                lo, hi = (float(v) for v in opts.guidance_interval)
+                if not 0 <= lo < hi:
+                    raise ExportError(f"guidance_interval: expected 0 <= sigma_lo < sigma_hi, got {opts.guidance_interval}")
+                fields["conditioning"]["guidance_interval"] = [lo, hi]
             wrap = _ClassUNet
         spec = ComponentSpec("unet", tuple(inputs), (TensorSpec("noise_pred", ("batch", c, h, w), "float32"),),
                              sizes={"batch": 2}, int_high={"timestep": schedule.num_train_timesteps,

@@ -7,6 +7,8 @@ generators and the classifier train on the first part; the classifier is scored 
 Models (all seeded, CPU, minutes each on 2 cores):
 * ``cond_unet``: diffusers ``UNet2DModel`` with class embeddings (10 digits + a null class for
   classifier-free guidance, label dropout 0.1), eps-prediction, DDPM linear schedule T=1000.
+  Guidance is recommended in the sigma interval (0, 1.25] (``GUIDANCE_INTERVAL``, recorded in its
+  card): applied at every step, w=3 pulled most samples away from the requested digit (35%).
 * ``dcgan``: the DCGAN generator stack (ConvTranspose / BatchNorm / ReLU / Tanh), z 64-d,
   trained against a small convolutional discriminator (non-saturating loss).
 * ``vae``: a convolutional VAE (16-d latent); its decoder is exported on its own.
@@ -28,6 +30,7 @@ from torch import nn
 import torch.nn.functional as F
 
 NULL_CLASS = 10
+GUIDANCE_INTERVAL = (0.0, 1.25)  # sigma range where CFG helps this model (edgegen.guidance)
 SCHEDULER_CONFIG = {"_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_schedule": "linear",
                     "beta_start": 0.0001, "beta_end": 0.02, "prediction_type": "epsilon", "clip_sample": True,
                     "clip_sample_range": 1.0, "variance_type": "fixed_small", "timestep_spacing": "leading",
@@ -227,7 +230,6 @@ def train_all(out: str | Path, *, seed: int = 0, steps: dict | None = None, prog
     """Train the four models and save ``<name>.safetensors`` + ``<name>.json`` (model card) in ``out``."""
     from safetensors.torch import save_file
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     steps = {**STEPS, **(steps or {})}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -238,10 +240,12 @@ def train_all(out: str | Path, *, seed: int = 0, steps: dict | None = None, prog
         start = time.perf_counter()
         progress(f"training {name} ({steps[name]} steps)")
         net, card = fn(data, steps=steps[name], seed=seed)
-        card.update(seconds=time.perf_counter() - start, seed=seed, data=data["split"], torch=torch.__version__)
+        card.update(seconds=time.perf_counter() - start, seed=seed, data=data["split"], torch=torch.__version__,
+                    threads=torch.get_num_threads())
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / f"{name}.safetensors"))
         if name == "cond_unet":
             card["scheduler_config"] = SCHEDULER_CONFIG
+            card["guidance_interval"] = list(GUIDANCE_INTERVAL)
         (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
         cards[name] = card
         progress(f"  {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in card.items() if isinstance(v, float)))

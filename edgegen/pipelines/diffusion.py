@@ -14,7 +14,7 @@ import numpy as np
 
 from ..artifact import Artifact
 from ..errors import EngineInputError
-from ..guidance import classifier_free_guidance, needs_unconditional
+from ..guidance import classifier_free_guidance, guidance_steps, needs_unconditional
 from ..images import to_unit_range
 from ..samplers import SamplingPlan, gaussian_noise
 from ..schedules import NoiseSchedule
@@ -79,7 +79,7 @@ class DiffusionPipeline:
                  num_inference_steps: int = 50, sampler: str | None = None, eta: float = 0.0,
                  guidance_scale: float = 7.5, seed: int = 0, num_images: int = 1, height: int | None = None,
                  width: int | None = None, init_noise: np.ndarray | None = None, class_label: int | Sequence[int] | None = None,
-                 callback=None) -> Generation:
+                 guidance_interval: tuple[float, float] | None | str = "default", callback=None) -> Generation:
         """Generate images.
 
         Args:
@@ -92,6 +92,9 @@ class DiffusionPipeline:
                 (scaled by the sampler's init sigma as diffusers does).
             class_label: class-conditional U-Nets: one label for all images or one per image
                 (a prompt that names a class, e.g. "7", works too); default: cycle through the classes.
+            guidance_interval: class-conditional U-Nets: (sigma_lo, sigma_hi], the noise levels where
+                CFG applies (:mod:`edgegen.guidance`); None for every step; default the artifact's
+                recommended interval (``conditioning.guidance_interval``), else every step.
             callback: ``callback(step, x)`` after each step.
         Returns:
             a :class:`Generation` with (B, H, W, C) float32 images in [0, 1].
@@ -142,15 +145,26 @@ class DiffusionPipeline:
             null = self.conditioning.get("null_class")
             cfg = null is not None and needs_unconditional(guidance_scale)
             both = np.concatenate([np.full(batch, null, np.int64), labels]) if cfg else labels
-            t_feeds = [np.full((len(both),), t, dtype=tdtype) for t in timesteps]
+            if guidance_interval == "default":
+                guidance_interval = self.conditioning.get("guidance_interval")
+            acp = self.schedule.alphas_cumprod[np.asarray(plan.timesteps).round().astype(np.int64)].astype(np.float64)
+            try:
+                active = guidance_steps(np.sqrt((1 - acp) / acp), guidance_scale if cfg else 1.0, guidance_interval)
+            except ValueError as exc:
+                raise EngineInputError(str(exc)) from None
+            t_both = [np.full((len(both),), t, dtype=tdtype) for t in timesteps]
+            t_cond = [np.full((batch,), t, dtype=tdtype) for t in timesteps]
 
             def model(x, i):
-                out = self.unet({"sample": np.concatenate([x, x]) if cfg else x, "timestep": t_feeds[i],
+                if not active[i]:
+                    return self.unet({"sample": x, "timestep": t_cond[i], "class_labels": labels})["noise_pred"]
+                out = self.unet({"sample": np.concatenate([x, x]), "timestep": t_both[i],
                                  "class_labels": both})["noise_pred"]
-                return classifier_free_guidance(out[:batch], out[batch:], guidance_scale) if cfg else out
+                return classifier_free_guidance(out[:batch], out[batch:], guidance_scale)
 
             names = self.conditioning.get("class_names") or []
             info.update(class_labels=",".join(str(int(v)) for v in labels), guidance_scale=guidance_scale if cfg else 1.0,
+                        guidance_interval=list(guidance_interval) if cfg and guidance_interval else None,
                         prompt=",".join(names[int(v)] if int(v) < len(names) else str(int(v)) for v in labels))
         else:
             if prompt is not None or class_label is not None:
