@@ -39,7 +39,13 @@ def guidance_steps(sigmas: np.ndarray, guidance_scale: float, interval: tuple[fl
         return np.zeros(sigmas.shape, dtype=bool)
     if interval is None:
         return np.ones(sigmas.shape, dtype=bool)
+    lo, hi = check_interval(interval)
+    return (sigmas > lo) & (sigmas <= hi)
+
+
+def check_interval(interval) -> tuple[float, float]:
+    """``(sigma_lo, sigma_hi)`` as floats; ValueError unless ``0 <= lo < hi``."""
     lo, hi = (float(v) for v in interval)
     if not 0 <= lo < hi:
         raise ValueError(f"guidance_interval: expected (sigma_lo, sigma_hi) with 0 <= lo < hi, got {tuple(interval)}")
-    return (sigmas > lo) & (sigmas <= hi)
+    return lo, hi

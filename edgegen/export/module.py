@@ -143,10 +143,11 @@ def _plan(kind: Kind, opts: ModuleExportOptions) -> tuple[Callable, ComponentSpe
             fields["conditioning"] = {"type": "class", "num_classes": opts.num_classes, "null_class": null,
                                       "class_names": names}
             if opts.guidance_interval is not None:
-                lo, hi = (float(v) for v in opts.guidance_interval)
-                if not 0 <= lo < hi:
-                    raise ExportError(f"guidance_interval: expected 0 <= sigma_lo < sigma_hi, got {opts.guidance_interval}")
-                fields["conditioning"]["guidance_interval"] = [lo, hi]
+                from ..guidance import check_interval
+                try:
+                    fields["conditioning"]["guidance_interval"] = list(check_interval(opts.guidance_interval))
+                except ValueError as exc:
+                    raise ExportError(str(exc)) from None
             wrap = _ClassUNet
         spec = ComponentSpec("unet", tuple(inputs), (TensorSpec("noise_pred", ("batch", c, h, w), "float32"),),
                              sizes={"batch": 2}, int_high={"timestep": schedule.num_train_timesteps,

@@ -147,9 +147,9 @@ class DiffusionPipeline:
             both = np.concatenate([np.full(batch, null, np.int64), labels]) if cfg else labels
             if guidance_interval == "default":
                 guidance_interval = self.conditioning.get("guidance_interval")
-            acp = self.schedule.alphas_cumprod[np.asarray(plan.timesteps).round().astype(np.int64)].astype(np.float64)
             try:
-                active = guidance_steps(np.sqrt((1 - acp) / acp), guidance_scale if cfg else 1.0, guidance_interval)
+                active = guidance_steps(self.schedule.sigmas(plan.timesteps)[:-1], guidance_scale if cfg else 1.0,
+                                        guidance_interval)
             except ValueError as exc:
                 raise EngineInputError(str(exc)) from None
             t_both = [np.full((len(both),), t, dtype=tdtype) for t in timesteps]
