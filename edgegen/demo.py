@@ -36,6 +36,24 @@ def _classify(engine, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return probs.max(1), probs.argmax(1)
 
 
+def class_agreement(pipe, classifier, *, guidance_scale: float, per_class: int = 20, steps: int = 50, seed: int = 0,
+                    guidance_interval="default") -> dict:
+    """Sample ``per_class`` images of each digit 0-9 with DDIM and score them with the bundled classifier.
+
+    Returns {"agreement": share of samples classified as the requested digit (0..1), "per_class": {digit: share},
+    "mean_confidence", "guidance_scale", "steps", "images": (10 * per_class, 32, 32, 1) in [0, 1],
+    "seconds"}. ``guidance_interval`` as in :meth:`DiffusionPipeline.__call__` ("default": the artifact's).
+    """
+    labels = np.repeat(np.arange(10), per_class)
+    result = pipe(class_label=labels, num_images=len(labels), num_inference_steps=steps, sampler="ddim",
+                  guidance_scale=guidance_scale, seed=seed, guidance_interval=guidance_interval)
+    conf, cls = _classify(classifier, result.images)
+    return {"agreement": float((cls == labels).mean()),
+            "per_class": {str(c): float((cls[labels == c] == c).mean()) for c in range(10)},
+            "mean_confidence": float(conf.mean()), "guidance_scale": guidance_scale, "steps": steps,
+            "images": result.images, "seconds": result.timings["total_s"]}
+
+
 def export_zoo(out: Path, *, int8: bool = True, progress: Callable[[str], None] = print) -> dict[str, Path]:
     """Export the bundled models (FP32 + gated INT8) into ``out``; returns artifact paths by name."""
     from .calibration.int8 import Int8Options
@@ -55,7 +73,8 @@ def export_zoo(out: Path, *, int8: bool = True, progress: Callable[[str], None] 
         "digits-diffusion": ("load_cond_unet", "cond_unet", "unet",
                              ModuleExportOptions(sample_shape=(1, 32, 32), timestep_dtype="int64", scheduler_config=config,
                                                  num_classes=10, null_class=10,
-                                                 guidance_interval=tuple(card["guidance_interval"])),
+                                                 guidance_interval=(tuple(card["guidance_interval"])
+                                                                    if card.get("guidance_interval") else None)),
                              Int8Options(samples=2, steps=20, gate_samples=1, guidance_scale=GUIDANCE_SCALE)),
         "digits-dcgan": ("load_dcgan", "dcgan", "generator",
                          ModuleExportOptions(latent_shape=(64,), image_shape=(1, 32, 32), output_range=(-1, 1)),
@@ -87,23 +106,26 @@ def run_demo(out: str | Path, *, seed: int = 0, guidance_scale: float = GUIDANCE
         for precision in ("fp32", "int8"):
             pipe = Pipeline.load(arts[name], precision=precision)
             if name == "digits-diffusion":
-                labels = np.repeat(np.arange(10), 8)
-                result = pipe(class_label=labels, num_images=80, num_inference_steps=steps, sampler="ddim",
-                              guidance_scale=guidance_scale, seed=seed)
-                conf, cls = _classify(classifier, result.images)
-                per_class = {str(c): float((cls[labels == c] == c).mean()) for c in range(10)}
-                figures = {"agreement": float((cls == labels).mean()), "per_class": per_class,
-                           "mean_confidence": float(conf.mean()), "guidance_scale": guidance_scale, "steps": steps}
+                figures = class_agreement(pipe, classifier, guidance_scale=guidance_scale, per_class=8, steps=steps,
+                                          seed=seed)
+                images = figures.pop("images")
+                if precision == "fp32":  # the same noise without guidance: what CFG adds
+                    unguided = class_agreement(pipe, classifier, guidance_scale=1.0, per_class=8, steps=steps, seed=seed)
+                    figures["without_guidance"] = {k: unguided[k] for k in ("agreement", "per_class", "mean_confidence")}
             else:
                 result = pipe(num_images=64, seed=seed)
-                conf, cls = _classify(classifier, result.images)
-                figures = {"mean_confidence": float(conf.mean()), "classes": np.bincount(cls, minlength=10).tolist()}
-            figures.update(seconds=result.timings["total_s"], precision=pipe.precision)
-            path = save_png(out / f"{name}-{precision}.png", np.repeat(grid(to_uint8(result.images), 8), 3, axis=-1),
+                images = result.images
+                conf, cls = _classify(classifier, images)
+                figures = {"mean_confidence": float(conf.mean()), "classes": np.bincount(cls, minlength=10).tolist(),
+                           "seconds": result.timings["total_s"]}
+            figures.update(precision=pipe.precision)
+            path = save_png(out / f"{name}-{precision}.png", np.repeat(grid(to_uint8(images), 8), 3, axis=-1),
                             {"model": name, "precision": pipe.precision})
             summary["models"].setdefault(name, {})[precision] = {**figures, "grid": path.name}
             progress(f"{name} {precision}: " + (f"{100 * figures['agreement']:.1f}% of samples classified as the "
                                                 f"requested digit, " if "agreement" in figures else "")
+                     + (f"{100 * figures['without_guidance']['agreement']:.1f}% without guidance, "
+                        if "without_guidance" in figures else "")
                      + f"mean confidence {figures['mean_confidence']:.3f}, {figures['seconds']:.2f} s -> {path}")
     if bench:
         from .bench.report import write_reports
@@ -123,5 +145,9 @@ def run_demo(out: str | Path, *, seed: int = 0, guidance_scale: float = GUIDANCE
             quality = (f"{100 * f['agreement']:.1f}% classified as requested (conf. {f['mean_confidence']:.3f})"
                        if "agreement" in f else f"classifier confidence {f['mean_confidence']:.3f}")
             lines.append(f"| {name} | {f['precision']} | {quality} | {f['seconds']:.2f} |")
+            if "without_guidance" in f:
+                u = f["without_guidance"]
+                lines.append(f"| {name}, guidance 1 (no CFG) | {f['precision']} | {100 * u['agreement']:.1f}% classified "
+                             f"as requested (conf. {u['mean_confidence']:.3f}) | |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     return summary

@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 from edgegen import Pipeline  # noqa: E402
-from edgegen.demo import ZOO, _classify, export_zoo  # noqa: E402
+from edgegen.demo import ZOO, _classify, class_agreement, export_zoo  # noqa: E402
 from edgegen.runtimes import load_engine  # noqa: E402
 
 if not (ZOO / "cond_unet.safetensors").is_file():
@@ -28,29 +28,40 @@ def zoo(tmp_path_factory):
 
 
 def test_guidance_makes_the_requested_digit(zoo):
-    """DDIM 50 steps, guidance 3 (in the card's sigma interval): >= 90% of 200 samples classified as
-    the requested digit; fewer with the conditional branch alone (w=1), chance level with the
-    unconditional one (w=0, guidance at every step).
+    """The issue's goal: DDIM 50 steps, guidance 3: >= 90% of 200 samples classified as the requested
+    digit; markedly fewer with the conditional branch alone (w=1); chance level with the unconditional
+    branch alone (w=0).
 
-    Measured 2026-11-21 (this runtime, 200 samples): w=3 in (0, 1.25] 96%, w=1 91%; w=3 at every
-    step 35% (PyTorch, 100 samples: guidance at high noise pulls samples off their class, as
-    Kynkäänniemi et al. 2024 describe). The goal's "markedly fewer at w=1" is not met by this
-    model: its conditional branch alone is already strong (see the issue notes).
+    Measured 2026-11-21 (this runtime, 200 samples, 20 per digit): w=3 99.5% (per digit 95-100%),
+    w=1 85.5% (per digit 65-100%; 3 and 8 at 65%), w=0 10%.
     """
     arts, classifier = zoo
     pipe = Pipeline.load(arts["digits-diffusion"])
     agreement = {}
-    labels = np.repeat(np.arange(10), 20)
     for w in (3.0, 1.0, 0.0):
-        images = pipe(class_label=labels, num_images=len(labels), num_inference_steps=50, sampler="ddim",
-                      guidance_scale=w, seed=0, **({"guidance_interval": None} if w == 0.0 else {})).images
-        _, cls = _classify(classifier, images)
-        agreement[w] = (cls == labels).mean()
-        per_class = {c: float((cls[labels == c] == c).mean()) for c in range(10)}
-        print(f"guidance {w}: agreement {agreement[w]:.3f}, per class {per_class}")
+        figures = class_agreement(pipe, classifier, guidance_scale=w, per_class=20)
+        agreement[w] = figures["agreement"]
+        print(f"guidance {w}: agreement {agreement[w]:.3f}, per class {figures['per_class']}")
     assert agreement[3.0] >= 0.9
-    assert agreement[1.0] < agreement[3.0]
+    assert agreement[1.0] <= agreement[3.0] - 0.1, agreement
     assert agreement[0.0] <= 0.3
+
+
+def test_guidance_interval_limits_the_guided_steps(zoo):
+    """An interval no step's sigma falls in is the conditional branch alone, image for image; a
+    partial interval differs from both (Kynkäänniemi et al. 2024)."""
+    arts, _ = zoo
+    pipe = Pipeline.load(arts["digits-diffusion"])
+    labels = np.arange(10)
+
+    def sample(w, interval):
+        return pipe(class_label=labels, num_images=10, num_inference_steps=20, sampler="ddim", guidance_scale=w,
+                    seed=1, guidance_interval=interval).images
+
+    unguided, guided = sample(1.0, None), sample(3.0, None)
+    np.testing.assert_array_equal(sample(3.0, (0.0, 1e-4)), unguided)
+    partial = sample(3.0, (0.0, 1.25))
+    assert np.abs(partial - unguided).max() > 0.05 and np.abs(partial - guided).max() > 0.05
 
 
 def test_class_label_as_prompt_on_the_cli(zoo, tmp_path):
@@ -65,6 +76,11 @@ def test_class_label_as_prompt_on_the_cli(zoo, tmp_path):
     assert set(Image.open(files[0]).text["class_labels"].split(",")) == {"7"}
     _, cls = _classify(classifier, images)
     assert (cls == 7).mean() >= 0.75
+    result = run_cli("run", arts["digits-diffusion"], "--class-label", "3", "--guidance-interval", "0,1.25", "--steps",
+                     "10", "--num-images", "1", "--out", tmp_path / "three")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "three" / "image-000-0000.png").text["guidance_interval"] == "[0.0, 1.25]"
+    assert "guidance_interval" not in Image.open(files[0]).text  # the bundled artifact guides every step
     result = run_cli("run", arts["digits-diffusion"], "--prompt", "a cat", "--out", tmp_path / "x")
     assert result.exit_code == 1 and "expected one of them" in result.output
 
@@ -114,3 +130,27 @@ def test_demo_end_to_end(tmp_path):
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["models"]["digits-diffusion"]["fp32"]["agreement"] >= 0.9
     assert (tmp_path / "demo" / "bench" / "report.html").is_file()
+
+
+def test_export_records_a_guidance_interval(tmp_path):
+    """`edgegen export --num-classes N --guidance-interval LO,HI` records the interval; `run` applies it
+    by default and `--guidance-interval all` overrides it; without --num-classes it is refused."""
+    from PIL import Image
+
+    config = tmp_path / "scheduler_config.json"
+    config.write_text(json.dumps(json.loads((ZOO / "cond_unet.json").read_text())["scheduler_config"]))
+    common = ["export", "--module", str(ZOO.parent / "export" / "zoo.py") + ":load_cond_unet", "--weights",
+              ZOO / "cond_unet.safetensors", "--kind", "unet", "--sample-shape", "1,32,32", "--scheduler-config", config,
+              "--guidance-interval", "0,1.25"]
+    result = run_cli(*common, "--out", tmp_path / "plain")
+    assert result.exit_code == 1 and "expected with --num-classes N" in result.output
+    result = run_cli(*common, "--num-classes", "10", "--out", tmp_path / "art")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "art" / "edgegen.json").read_text())
+    assert manifest["conditioning"]["guidance_interval"] == [0.0, 1.25]
+    for flag, expected in (([], "[0.0, 1.25]"), (["--guidance-interval", "all"], None)):
+        out = tmp_path / f"run{len(flag)}"
+        result = run_cli("run", tmp_path / "art", "--class-label", "5", "--steps", "5", "--num-images", "1",
+                         "--out", out, *flag)
+        assert result.exit_code == 0, result.output
+        assert Image.open(out / "image-000-0000.png").text.get("guidance_interval") == expected

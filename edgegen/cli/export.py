@@ -52,6 +52,7 @@ def export(
     scheduler_config: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="unet: diffusers scheduler_config.json.")] = None,
     num_classes: Annotated[Optional[int], typer.Option(help="unet: class-conditional with N classes (input class_labels).")] = None,
     null_class: Annotated[Optional[int], typer.Option(help="unet: label of the unconditional branch for CFG (default N).")] = None,
+    guidance_interval: Annotated[Optional[str], typer.Option(help="unet with --num-classes: LO,HI sigma range where CFG applies by default at run time (Kynkäänniemi et al. 2024; default every step).")] = None,
     latent_shape: Annotated[Optional[str], typer.Option(help="generator: D or D,H,W of z.")] = None,
     image_shape: Annotated[Optional[str], typer.Option(help="generator: C,H,W the output is reshaped to.")] = None,
     output_range: Annotated[str, typer.Option(help="LO,HI value range of the model's image output.")] = "-1,1",
@@ -118,7 +119,8 @@ def export(
                 image_shape=parse_ints(image_shape, "--image-shape", (3,)),
                 latent_channels=latent_channels, scale_factor=scale_factor, scaling_factor=scaling_factor,
                 output_range=parse_range(output_range, "--output-range"), height=height, width=width,
-                num_classes=num_classes, null_class=null_class)
+                num_classes=num_classes, null_class=null_class,
+                guidance_interval=parse_range(guidance_interval, "--guidance-interval") if guidance_interval else None)
             path = export_module(module, out, kind=kind.value, weights=weights, options=options, atol=atol,
                                  rtol=rtol, seed=seed, int8=int8_options, progress=say)
         if backend is QuantBackend.tensorrt:

@@ -136,6 +136,9 @@ def _plan(kind: Kind, opts: ModuleExportOptions) -> tuple[Callable, ComponentSpe
         fields = {"scheduler": config, "latent": {"shape": [c, h, w]},
                   "image": {"channels": c, "height": h, "width": w, "output_range": [lo, hi]}}
         wrap = _UNet
+        if opts.guidance_interval is not None and not opts.num_classes:
+            raise ExportError(f"--guidance-interval {opts.guidance_interval}: expected with --num-classes N "
+                              "(class-conditional U-Nets), got no --num-classes")
         if opts.num_classes:
             inputs.append(TensorSpec("class_labels", ("batch",), "int64"))
             null = opts.num_classes if opts.null_class is None else opts.null_class
