@@ -37,9 +37,8 @@ def main() -> None:
     from edgegen import Pipeline
     from edgegen.calibration.int8 import Int8Options
     from edgegen.export import ModuleExportOptions, export_module, export_stable_diffusion
-    from edgegen.artifact import write_json_atomic
-    from edgegen.pipelines.base import PROFILE_FILE
-    from edgegen.runtimes.profiles import profile_request
+    from edgegen.artifact import Artifact
+    from edgegen.pipelines.base import save_tensorrt_profile
     from edgegen.runtimes.tensorrt import device_info
 
     print(f"device: {device_info()}")
@@ -58,9 +57,7 @@ def main() -> None:
                              options=ModuleExportOptions(sample_shape=(1, 28, 28), scheduler_config=ddpm_dir / "scheduler_config.json"),
                              int8=Int8Options(backend="onnxruntime", steps=50, force=True))
         # engines accepting 64 latents per call, as `edgegen export --backend tensorrt --max 28,28,64` writes
-        (gan / "engines").mkdir(exist_ok=True)
-        write_json_atomic(gan / "engines" / PROFILE_FILE, profile_request(default_height=28, default_width=28,
-                                                                          opt=(28, 28, 64)))
+        save_tensorrt_profile(Artifact.load(gan), opt=(28, 28, 64))
         noise = np.random.default_rng(0).standard_normal((1, 4, 32, 32), dtype=np.float32)
         reference = Pipeline.load(sd, backend="onnxruntime")
         ref = reference("a lighthouse", num_inference_steps=10, init_noise=noise)

@@ -12,7 +12,6 @@ guidance can pull every sample to a few class prototypes; the interval keeps its
 class identity and detail.
 """
 
-
 from __future__ import annotations
 
 import numpy as np

@@ -13,7 +13,7 @@ from .common import progress_printer, reported, stdout
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Directory for the artifacts, images and summary.")] = Path("edgegen-demo"),
     steps: Annotated[int, typer.Option(help="DDIM steps for the diffusion model.")] = 50,
-    guidance_scale: Annotated[float, typer.Option(help="Classifier-free guidance scale for the diffusion model (applied in the model card's sigma interval).")] = 3.0,
+    guidance_scale: Annotated[float, typer.Option(help="Classifier-free guidance scale for the diffusion model (1 = no guidance).")] = 3.0,
     seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
     bench: Annotated[bool, typer.Option(help="Also measure latency with edgegen bench.")] = True,
 ) -> None:

@@ -124,16 +124,10 @@ def export(
             path = export_module(module, out, kind=kind.value, weights=weights, options=options, atol=atol,
                                  rtol=rtol, seed=seed, int8=int8_options, progress=say)
         if backend is QuantBackend.tensorrt:
-            from ..pipelines.base import load_components
             from ..artifact import Artifact
-            from ..artifact import write_json_atomic
-            from ..pipelines.base import PROFILE_FILE
-            from ..runtimes.profiles import profile_request
+            from ..pipelines.base import load_components, save_tensorrt_profile
             art = Artifact.load(path)
-            request = profile_request(default_height=art.manifest["image"]["height"],
-                                      default_width=art.manifest["image"]["width"], **points)
-            (path / "engines").mkdir(exist_ok=True)
-            write_json_atomic(path / "engines" / PROFILE_FILE, request)
+            save_tensorrt_profile(art, **points)
             for precision in ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else []):
                 load_components(art, list(art.manifest["components"]), backend="tensorrt", precision=precision)
                 say(f"tensorrt: {precision} engines cached in {path / 'engines'}")

@@ -69,6 +69,29 @@ def load_components(artifact: Artifact, names: list[str], *, backend: str | None
 PROFILE_FILE = "profile.json"
 
 
+def save_tensorrt_profile(artifact: Artifact, *, min=None, opt=None, max=None) -> dict[str, int]:
+    """Store the TensorRT optimization-profile request in ``ART/engines/profile.json``, where
+    the pipeline's TensorRT engines take their profiles from.
+
+    ``min/opt/max``: ``(HEIGHT, WIDTH[, BATCH])`` as for ``edgegen export --min/--opt/--max``
+    (pixels, images per pipeline call; defaults: the artifact's image size, one image).
+    Returns the stored ``shape_range`` keywords. Raises EdgegenError for a malformed point.
+    """
+    from ..artifact import write_json_atomic
+
+    request = _profile_request(artifact, min=min, opt=opt, max=max)
+    (artifact.path / "engines").mkdir(exist_ok=True)
+    write_json_atomic(artifact.path / "engines" / PROFILE_FILE, request)
+    return request
+
+
+def _profile_request(artifact: Artifact, **points) -> dict[str, int]:
+    from ..runtimes.profiles import profile_request
+
+    image = artifact.manifest["image"]
+    return profile_request(default_height=image["height"], default_width=image["width"], **points)
+
+
 def _tensorrt_components(artifact: Artifact, names: list[str], precision: str) -> dict[str, TimedEngine]:
     """TensorRT engines from the artifact's engine cache (``ART/engines``), built on first use.
 
@@ -80,15 +103,14 @@ def _tensorrt_components(artifact: Artifact, names: list[str], precision: str) -
     """
     import json
 
-    from ..runtimes.profiles import profile_request, profile_shapes, shape_range
+    from ..runtimes.profiles import profile_shapes, shape_range
     from ..runtimes.tensorrt import EngineCache, TensorRTEngine, fp16_engine
 
     cache = EngineCache(artifact.path / "engines")
     m = artifact.manifest
-    image, latent = m["image"], m.get("latent", {})
+    latent = m.get("latent", {})
     stored = artifact.path / "engines" / PROFILE_FILE
-    request = (json.loads(stored.read_text()) if stored.is_file()
-               else profile_request(default_height=image["height"], default_width=image["width"]))
+    request = json.loads(stored.read_text()) if stored.is_file() else _profile_request(artifact)
     cfg = artifact.family == "stable-diffusion" or bool(m.get("conditioning"))
     scale = latent.get("scale_factor", 8 if artifact.family in ("stable-diffusion", "vae-decoder") else 1)
     engines = {}
