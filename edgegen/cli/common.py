@@ -59,9 +59,35 @@ def parse_range(value: str, flag: str) -> tuple[float, float]:
 
 
 def progress_printer(prefix: str = ""):
+    """A ``Callable[[str], None]`` that prints each message on stderr (no markup interpretation)."""
     def say(message: str) -> None:
-        console.print(f"[dim]{prefix}[/]{message}", highlight=False)
+        console.print(f"{prefix}{message}", highlight=False, markup=False)
     return say
+
+
+@contextmanager
+def progress_bar() -> Iterator["ProgressCallback"]:
+    """A :data:`edgegen.progress.ProgressCallback` drawn as rich progress bars with ETA on stderr.
+
+    Each distinct stage label gets its own line; a call with ``total=None`` shows a spinner line
+    (a message), a call with a total a bar with elapsed time and ETA.
+    """
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from ..progress import ProgressCallback  # noqa: F401  (the type this yields)
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn())
+    tasks: dict[str, int] = {}
+    with Progress(*columns, console=console, transient=False) as bar:
+        def report(stage: str, done: int = 0, total: int | None = None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+            if total is not None and done >= total:
+                bar.stop_task(tasks[stage])
+        yield report
 
 
 def stdout(message: str) -> None:

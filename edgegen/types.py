@@ -1,0 +1,57 @@
+"""The library's vocabulary as enums: what an artifact is, where it runs, in what precision, with
+which sampler. The CLI uses these same enums for its choices (``str`` enums: a value compares equal
+to its string, so ``Backend.openvino == "openvino"``)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Family(str, Enum):
+    """What an artifact holds (``edgegen.json`` ``family``)."""
+
+    stable_diffusion = "stable-diffusion"  # text encoder + U-Net + VAE decoder (+ optional extras)
+    unet = "unet"  # a diffusion U-Net alone (unconditional or class-conditional)
+    generator = "generator"  # GAN generator: z -> image
+    vae_decoder = "vae-decoder"  # latents -> image
+
+
+class Backend(str, Enum):
+    """Inference engines edgegen runs (``edgegen.runtimes``)."""
+
+    openvino = "openvino"
+    onnxruntime = "onnxruntime"
+    tensorrt = "tensorrt"
+
+
+class Precision(str, Enum):
+    """Which stored file variant of a component runs (weights and graph as written)."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class ComputeHint(str, Enum):
+    """How a backend computes an FP32 file: ``f32`` exactly, or ``bf16`` (OpenVINO's
+    ``INFERENCE_PRECISION_HINT``; faster only on CPUs with native BF16, measure it)."""
+
+    f32 = "f32"
+    bf16 = "bf16"
+
+
+class PredictionType(str, Enum):
+    """What a diffusion U-Net predicts (diffusers ``prediction_type``)."""
+
+    epsilon = "epsilon"
+    v_prediction = "v_prediction"
+    sample = "sample"
+
+
+def parse_enum(enum: type[Enum], value, what: str):
+    """``enum(value)`` or a ``ValueError`` naming ``what``, the allowed values and the value given."""
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in enum)
+        raise ValueError(f"{what}: expected one of {allowed}, got {value!r}") from None
