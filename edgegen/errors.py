@@ -50,3 +50,27 @@ class UnsafeCheckpointError(EdgegenError):
 
 class ExportError(EdgegenError):
     """Exporting a model failed for a reason the user can act on."""
+
+
+class NonFiniteError(EdgegenError, ArithmeticError):
+    """A tensor that must be finite holds NaN or Inf: an engine's input or output, or a user's array.
+
+    Attributes:
+        component: the engine (model file) or option at fault, e.g. ``"unet.onnx"``.
+        tensor: the tensor's name, e.g. ``"noise_pred"``.
+        role: ``"input"`` (fed by the caller) or ``"output"`` (computed by the engine).
+        step: the sampling step (1-based) where known, else None.
+    """
+
+    def __init__(self, component: str, tensor: str, role: str, detail: str, step: int | None = None,
+                 steps: int | None = None):
+        self.component, self.tensor, self.role, self.detail = component, tensor, role, detail
+        self.step, self.steps = step, steps
+        where = "" if step is None else f" at step {step}" + (f"/{steps}" if steps else "")
+        cause = ("the engine computed it from finite inputs" if role == "output"
+                 else "the caller fed it; the engine was not run")
+        super().__init__(f"{component}{where}: {role} '{tensor}' expects finite values, got {detail} ({cause})")
+
+    def at_step(self, step: int, steps: int | None = None) -> "NonFiniteError":
+        """The same error, naming the sampling step where it happened."""
+        return NonFiniteError(self.component, self.tensor, self.role, self.detail, step, steps)

@@ -83,3 +83,45 @@ def test_default_backend_and_unknown_backend(matmul_model):
         load_engine(matmul_model[0], "nope")
     with pytest.raises(BackendUnavailableError, match="CUDAExecutionProvider is not in this onnxruntime build"):
         load_engine(matmul_model[0], "onnxruntime", device="cuda")
+
+
+@pytest.fixture(scope="module")
+def divide_model(tmp_path_factory):
+    """y = x / d, both (batch, 4) float32: d = 0 gives Inf (x != 0) or NaN (x = 0) from finite feeds."""
+    graph = helper.make_graph([helper.make_node("Div", ["x", "d"], ["y"])], "div",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+                               helper.make_tensor_value_info("d", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    path = tmp_path_factory.mktemp("div") / "div.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_nonfinite_output_names_engine_tensor_and_first_index(divide_model, backend):
+    from edgegen.errors import NonFiniteError
+
+    engine = load_engine(divide_model, backend)
+    x = np.ones((2, 4), np.float32)
+    x[0, :2] = 0
+    d = np.ones((2, 4), np.float32)
+    d[0, :3] = 0  # 0/0, 0/0, 1/0
+    with pytest.raises(NonFiniteError, match=rf"engine 'div.onnx' \({backend}\): output 'y' expects finite values, "
+                                             r"got 2 NaN and 1 Inf of 8 values, first at \(0, 0\) "
+                                             r"\(the engine computed it from finite inputs\)") as info:
+        engine({"x": x, "d": d})
+    assert (info.value.component, info.value.tensor, info.value.role) == (f"engine 'div.onnx' ({backend})", "y", "output")
+    assert "at step 4/20" in str(info.value.at_step(4, 20))
+    assert np.isnan(load_engine(divide_model, backend, check_finite=False)({"x": x, "d": d})["y"][0, 0])
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_nonfinite_feed_is_refused_before_the_engine_runs(divide_model, backend):
+    from edgegen.errors import NonFiniteError
+
+    x = np.ones((1, 4), np.float32)
+    x[0, 3] = np.inf
+    with pytest.raises(NonFiniteError, match=r"input 'x' expects finite values, got 0 NaN and 1 Inf of 4 values, "
+                                             r"first at \(0, 3\) \(the caller fed it"):
+        load_engine(divide_model, backend)({"x": x, "d": np.ones((1, 4), np.float32)})

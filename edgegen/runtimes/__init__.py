@@ -10,11 +10,11 @@ import importlib.util
 from pathlib import Path
 
 from ..errors import BackendUnavailableError
-from .base import Engine, TensorSpec, check_feeds
+from .base import Engine, TensorSpec, check_feeds, check_finite
 
 BACKENDS = ("openvino", "onnxruntime", "tensorrt")
 
-__all__ = ["BACKENDS", "Engine", "TensorSpec", "available_backends", "check_feeds", "default_backend", "load_engine"]
+__all__ = ["BACKENDS", "Engine", "TensorSpec", "available_backends", "check_feeds", "check_finite", "default_backend", "load_engine"]
 
 
 def available_backends() -> list[str]:

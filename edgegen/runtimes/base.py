@@ -4,6 +4,10 @@ An engine is a compiled model that maps ``dict[str, np.ndarray]`` feeds, keyed b
 input name, to ``dict[str, np.ndarray]`` outputs keyed by graph output name (as Polygraphy's
 ``infer`` and OpenVINO's ``CompiledModel``). Returned arrays are owned by the caller: an
 engine never hands out views of buffers it reuses.
+
+Engines check that their floating-point feeds and outputs are finite (on by default,
+``check_finite=False`` to turn off): a NaN or Inf never becomes a black image. The check is
+``np.isfinite(x).all()`` per tensor; its measured cost is in ``docs/validation.md``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Mapping, Protocol, Union, runtime_checkable
 
 import numpy as np
 
-from ..errors import EngineInputError
+from ..errors import EngineInputError, NonFiniteError
 
 Dim = Union[int, str, None]  # a fixed size, a symbolic name, or unknown
 
@@ -47,7 +51,8 @@ class Engine(Protocol):
     outputs: tuple[TensorSpec, ...]
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run once. Raises EngineInputError when the feeds do not match ``inputs``."""
+        """Run once. Raises EngineInputError when the feeds do not match ``inputs``, NonFiniteError
+        when a floating feed or output holds NaN / Inf (unless built with ``check_finite=False``)."""
         ...
 
 
@@ -85,3 +90,30 @@ def check_feeds(inputs: tuple[TensorSpec, ...], feeds: Mapping[str, np.ndarray],
                             f"got {value.dtype} {tuple(value.shape)}")
     if problems:
         raise EngineInputError(f"{where}: " + "; ".join(problems))
+
+
+def nonfinite_detail(value: np.ndarray) -> str | None:
+    """None when ``value`` is finite (or not floating point), else e.g.
+    "3 NaN and 1 Inf of 8192 values, first at (0, 1, 3, 3)"."""
+    if value.dtype.kind not in "fc" or np.isfinite(value).all():
+        return None
+    nan, bad = np.isnan(value), ~np.isfinite(value)
+    first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), value.shape))
+    return (f"{int(nan.sum())} NaN and {int(bad.sum() - nan.sum())} Inf of {value.size} values, "
+            f"first at {first}")
+
+
+def check_finite(tensors: Mapping[str, np.ndarray], component: str, role: str) -> None:
+    """Raise on the first floating-point tensor (in mapping order) holding NaN or Inf.
+
+    Args:
+        tensors: name -> array, e.g. an engine's feeds or outputs.
+        component: what produced or receives them, e.g. "engine 'unet.onnx' (onnxruntime)".
+        role: "input" or "output".
+    Raises:
+        NonFiniteError: naming the component, the tensor, NaN / Inf counts and the first bad index.
+    """
+    for name, value in tensors.items():
+        detail = nonfinite_detail(value) if isinstance(value, np.ndarray) else None
+        if detail:
+            raise NonFiniteError(component, name, role, detail)

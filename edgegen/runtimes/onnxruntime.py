@@ -8,7 +8,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import BackendUnavailableError, EngineLoadError
-from .base import TensorSpec, check_feeds
+from .base import TensorSpec, check_feeds, check_finite
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
                "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(uint8)": "uint8",
@@ -32,6 +32,9 @@ class OnnxRuntimeEngine:
         device: "cpu", "cuda" or "tensorrt" (the execution provider).
         precision: informational; ONNX Runtime runs the graph in the precision it was saved in.
         threads: intra-op threads; None lets ONNX Runtime use every physical core.
+        check_finite: raise :class:`~edgegen.errors.NonFiniteError` when a floating feed or output
+            holds NaN / Inf (default). False only where non-finite values are the thing measured
+            (an overflow probe, a gate that reports them itself).
     Raises:
         BackendUnavailableError: onnxruntime is missing, or the device's provider is not in
             this onnxruntime build.
@@ -40,7 +43,7 @@ class OnnxRuntimeEngine:
     backend = "onnxruntime"
 
     def __init__(self, path: str | Path, *, device: str = "cpu", precision: str = "fp32",
-                 threads: int | None = None):
+                 threads: int | None = None, check_finite: bool = True):
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -61,6 +64,8 @@ class OnnxRuntimeEngine:
         self.path = Path(path)
         self.device = device
         self.precision = precision
+        self.check_finite = check_finite
+        self._name = f"engine '{self.path.name}' (onnxruntime)"
         try:
             self._session = ort.InferenceSession(str(path), options, providers=_PROVIDERS[device])
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
@@ -70,6 +75,11 @@ class OnnxRuntimeEngine:
         self._output_names = [o.name for o in self.outputs]
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once. Raises EngineInputError (feeds do not match ``inputs``) or NonFiniteError."""
         check_feeds(self.inputs, feeds, f"onnxruntime engine '{self.path.name}'")
-        results = self._session.run(self._output_names, dict(feeds))
-        return dict(zip(self._output_names, results))
+        if self.check_finite:
+            check_finite(feeds, self._name, "input")
+        outputs = dict(zip(self._output_names, self._session.run(self._output_names, dict(feeds))))
+        if self.check_finite:
+            check_finite(outputs, self._name, "output")
+        return outputs

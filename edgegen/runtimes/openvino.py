@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import BackendUnavailableError, EngineInputError, EngineLoadError
-from .base import TensorSpec, check_feeds
+from .base import TensorSpec, check_feeds, check_finite
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
@@ -48,6 +48,8 @@ class OpenVinoEngine:
             (a quantized model; non-quantized layers in f32).
         threads: ``INFERENCE_NUM_THREADS``; None lets OpenVINO decide.
         cache_dir: OpenVINO model cache directory, to skip recompiling on later loads.
+        check_finite: raise :class:`~edgegen.errors.NonFiniteError` when a floating feed or output
+            holds NaN / Inf (default; OpenVINO can turn a NaN input into a plausible image).
     Raises:
         BackendUnavailableError: openvino is not installed or the device does not exist.
     """
@@ -55,7 +57,7 @@ class OpenVinoEngine:
     backend = "openvino"
 
     def __init__(self, path: str | Path, *, device: str = "CPU", precision: str = "fp32",
-                 threads: int | None = None, cache_dir: str | Path | None = None):
+                 threads: int | None = None, cache_dir: str | Path | None = None, check_finite: bool = True):
         ov, core = _core()
         device = device.upper()
         if device not in core.available_devices:
@@ -71,6 +73,8 @@ class OpenVinoEngine:
         self.path = Path(path)
         self.device = device
         self.precision = precision
+        self.check_finite = check_finite
+        self._name = f"engine '{self.path.name}' (openvino)"
         try:
             model = core.read_model(str(path))
             self.inputs = _specs(model.inputs)
@@ -89,6 +93,12 @@ class OpenVinoEngine:
         return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once. Raises EngineInputError (feeds do not match ``inputs``) or NonFiniteError."""
         check_feeds(self.inputs, feeds, f"openvino engine '{self.path.name}'")
+        if self.check_finite:
+            check_finite(feeds, self._name, "input")
         result = self._request.infer(dict(feeds), share_inputs=True, share_outputs=False)
-        return {spec.name: result[port] for spec, port in zip(self.outputs, self._output_ports)}
+        outputs = {spec.name: result[port] for spec, port in zip(self.outputs, self._output_ports)}
+        if self.check_finite:
+            check_finite(outputs, self._name, "output")
+        return outputs
