@@ -11,6 +11,15 @@ HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "tests"))  # random_sd: random-init SD pipelines (a test fixture)
+
+
+def printed(prefix: str = ""):
+    """An edgegen progress callback that prints messages and finished stages, flushed."""
+    def report(stage: str, done: int = 0, total: int | None = None) -> None:
+        if total is None or done >= total:
+            print(f"{prefix}{stage}" + (f" ({done}/{total})" if total else ""), file=sys.stderr, flush=True)
+    return report
 
 
 def machine() -> dict:
@@ -29,13 +38,13 @@ def machine() -> dict:
 def random_sd_artifact(preset: str, *, int8: bool = False) -> Path:
     """Build (once) a random-init SD pipeline of ``preset`` size and export it; returns the artifact."""
     from edgegen.export import export_stable_diffusion
-    from edgegen.export.random_sd import build_random_sd
+    from random_sd import build_random_sd
 
     source, art = CACHE / f"sd-{preset}-src", CACHE / f"sd-{preset}"
     if not (source / "model_index.json").exists():
         build_random_sd(source, preset, seed=0)
     if not (art / "edgegen.json").exists():
-        export_stable_diffusion(source, art, progress=lambda m: print(f"  [export] {m}", flush=True))
+        export_stable_diffusion(source, art, progress=printed("  [export] "))
     return art
 
 

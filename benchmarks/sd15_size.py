@@ -31,19 +31,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
     src, art = CACHE / "sd-sd15-src", CACHE / "sd-sd15"
-    prelude = f"import json, time, sys; sys.path.insert(0, {str(CACHE.parent.parent)!r})\n"
+    prelude = (f"import json, time, sys; sys.path.insert(0, {str(CACHE.parent.parent)!r}); "
+               f"sys.path.insert(0, {str(CACHE.parent)!r})\nfrom common import printed\n")
     results = {}
     if not (src / "model_index.json").exists():
         results["build"] = _phase(prelude + f"""
 t = time.perf_counter()
-from edgegen.export.random_sd import build_random_sd
+from random_sd import build_random_sd
 build_random_sd({str(src)!r}, "sd15")
 _result = {{"seconds": time.perf_counter() - t}}""")
     results["export_fp32_int8"] = _phase(prelude + f"""
 t = time.perf_counter()
 from edgegen.export import export_stable_diffusion
 from edgegen.calibration.int8 import Int8Options
-export_stable_diffusion({str(src)!r}, {str(art)!r}, progress=lambda m: print(m, file=sys.stderr),
+export_stable_diffusion({str(src)!r}, {str(art)!r}, progress=printed(),
     int8=Int8Options(samples=1, steps={args.steps}, gate_samples=1, force=True, height=512, width=512,
                      min_psnr=0, min_ssim=0, max_step_error=1.0))
 m = json.load(open({str(art / 'edgegen.json')!r}))

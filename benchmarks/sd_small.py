@@ -14,7 +14,7 @@ import json
 import subprocess
 import sys
 
-from common import CACHE, RESULTS, random_sd_artifact, save_result
+from common import CACHE, RESULTS, printed, random_sd_artifact, save_result
 
 
 def int8_artifact(backend: str):
@@ -25,7 +25,7 @@ def int8_artifact(backend: str):
     random_sd_artifact("small")
     if not (art / "edgegen.json").exists():
         export_stable_diffusion(src, art, int8=Int8Options(backend=backend, samples=2, steps=10, gate_samples=1, force=True),
-                                progress=lambda m: print(f"  [export] {m}", flush=True))
+                                progress=printed("  [export] "))
     return art
 
 

@@ -87,7 +87,7 @@ def export_zoo(out: Path, *, int8: bool = True, progress: Callable[[str], None] 
         progress(f"exporting {name} (FP32 parity gate{', INT8 quality and speed gates' if int8 else ''})")
         arts[name] = export_module(f"{module}:{fn}", out / name, kind=kind, weights=ZOO / f"{weights}.safetensors",
                                    options=options, int8=int8_options if int8 else None,
-                                   progress=lambda m: progress(f"  {m}"))
+                                   progress=lambda stage, done=0, total=None: progress(f"  {stage}"))
     arts["classifier"] = export_classifier(ZOO / "classifier.safetensors", out / "digit-classifier.onnx")
     return arts
 

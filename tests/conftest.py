@@ -49,7 +49,7 @@ def lenet_scores(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def tiny_sd_dir(tmp_path_factory) -> Path:
     """A tiny random-init diffusers StableDiffusionPipeline saved to disk (no downloads)."""
     pytest.importorskip("diffusers")
-    from edgegen.export.random_sd import build_random_sd
+    from random_sd import build_random_sd
 
     return build_random_sd(tmp_path_factory.mktemp("sd") / "tiny-sd", "tiny", seed=0)
 

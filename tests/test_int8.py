@@ -163,3 +163,38 @@ def test_ddpm_int8_lenet_confidence(tmp_path):
     assert abs(conf["fp32"] - conf["int8"]) <= 0.02, conf
     variant = json.loads((tmp_path / "ddpm" / "edgegen.json").read_text())["components"]["unet"]["variants"]["int8"]
     assert 0 < len(variant["openvino"]["excluded_layers"]) < 65
+
+
+def _digest(folder):
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_quantize_twice_gives_two_artifacts_and_leaves_the_first_alone(tmp_path):
+    """`edgegen quantize ART --out` with two thresholds: the input and the first output are untouched
+    by the second run (bytes compared); `--out` equal to ART then replaces it atomically."""
+    art = tmp_path / "gan"
+    assert gan_export(art).exit_code == 0
+    fp32 = _digest(art)
+    common = ("--backend", "onnxruntime", "--calibration-samples", "64", "--gate-samples", "16", "--force-int8")
+    first = run_cli("quantize", art, "--out", tmp_path / "q20", "--min-psnr", "20", *common)
+    assert first.exit_code == 0, first.output
+    q20 = _digest(tmp_path / "q20")
+    second = run_cli("quantize", art, "--out", tmp_path / "q30", "--min-psnr", "30", *common)
+    assert second.exit_code == 0, second.output
+    assert _digest(art) == fp32 and _digest(tmp_path / "q20") == q20
+    thresholds = {name: json.loads((tmp_path / name / "edgegen.json").read_text())["quantization"]["int8"]["thresholds"]
+                  for name in ("q20", "q30")}
+    assert thresholds["q20"]["min_psnr"] == 20 and thresholds["q30"]["min_psnr"] == 30
+    assert (tmp_path / "q30" / "generator.int8.qdq.onnx").is_file()
+    assert q20["generator.onnx"] == fp32["generator.onnx"]  # the FP32 model is carried over unchanged
+    # in place: a failing gate leaves the artifact as it was, a passing one replaces it
+    assert run_cli("quantize", tmp_path / "q20", "--min-psnr", "200", *common).exit_code == 1
+    assert _digest(tmp_path / "q20") == q20
+    again = run_cli("quantize", tmp_path / "q20", "--min-psnr", "25", *common)
+    assert again.exit_code == 0, again.output
+    manifest = json.loads((tmp_path / "q20" / "edgegen.json").read_text())
+    assert manifest["quantization"]["int8"]["thresholds"]["min_psnr"] == 25
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gan", "q20", "q30"]

@@ -1,24 +1,36 @@
-"""INT8 for a staged artifact: calibrate, quantize, gate quality (with per-layer fallback), gate speed.
+"""INT8 for an artifact: calibrate, quantize, gate quality (with per-layer fallback), gate speed.
 
-Called by ``edgegen export --int8`` inside the atomic write: if a gate cannot pass, the error
-propagates and nothing is written. The FP32 components stay in the artifact as the reference;
-INT8 files are added as ``variants.int8.<backend>`` of each component.
+Two entry points, one procedure:
+
+* :func:`quantize` (``edgegen quantize ART --out ART2``): path in, path out, like ONNX Runtime's
+  ``quantize_static(model_input, model_output, ...)``. Reads an artifact, writes a new one with
+  INT8 variants through :func:`~edgegen.artifact.atomic_artifact`; ``model_output`` equal to
+  ``model_input`` replaces it atomically. Needs no torch: calibration is recorded, gates and
+  the layer fallback run on engines and numpy only.
+* :func:`quantize_artifact`: the same on an artifact being staged (``edgegen export --int8``
+  calls it inside its atomic write, so a failing gate leaves the previous artifact in place).
+
+The FP32 components stay in the artifact as the reference; INT8 files are added as
+``variants.int8.<backend>`` of each component.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+import os
+import shutil
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from ..artifact import Artifact
+from ..artifact import MANIFEST, Artifact, atomic_artifact
 from ..errors import EdgegenError
+from ..progress import ProgressCallback, silent
+from ..types import Backend, parse_enum
 from . import gates
 from .quantize import quantizable_layers, quantize_nncf, quantize_onnxruntime
-from .record import gaussian_feeds, load_feeds_dir, read_prompts, record_diffusion, sample_diffusion
+from .record import FeedRecorder, gaussian_feeds, load_feeds_dir, read_prompts, record_diffusion, sample_diffusion
 from .sensitivity import layer_errors, output_sensitivity
 
 
@@ -38,14 +50,16 @@ DEFAULTS = {
     "unet": dict(samples=8, gate_samples=8, min_psnr=30.0, min_ssim=0.9, max_step_error=0.15),
     "stable-diffusion": dict(samples=4, gate_samples=2, min_psnr=15.0, min_ssim=0.5, max_step_error=0.15),
 }
+QUANTIZERS = (Backend.openvino, Backend.onnxruntime)
 
 
 @dataclass(frozen=True)
 class Int8Options:
-    """Options of :func:`quantize_artifact` (``None`` means the family default in ``DEFAULTS``).
+    """Options of :func:`quantize` (``None`` means the family default in ``DEFAULTS``).
 
     Attributes:
-        backend: "openvino" (NNCF -> IR) or "onnxruntime" (QDQ ONNX, also what TensorRT consumes).
+        backend: :attr:`Backend.openvino` (NNCF -> IR) or :attr:`Backend.onnxruntime` (QDQ ONNX,
+            also what TensorRT builds INT8 engines from); a string is accepted and parsed.
         samples: calibration size: images sampled (diffusion) or inputs drawn (generator, decoder).
         prompts: file of calibration prompts (SD); default: edgegen's shipped list.
         calibration_data: directory of .npy / .npz feeds replacing the drawn inputs.
@@ -55,9 +69,11 @@ class Int8Options:
         exclude_batch: layers returned to floating point per failed round (default ~5%).
         max_rounds: failed rounds allowed before giving up.
         force: keep INT8 even where it is not faster than FP32.
+    Raises:
+        ValueError: a backend that does not quantize (names the value and the allowed ones).
     """
 
-    backend: str = "openvino"
+    backend: Backend = Backend.openvino
     seed: int = 0
     samples: int | None = None
     prompts: Path | None = None
@@ -75,12 +91,21 @@ class Int8Options:
     max_rounds: int = 6
     force: bool = False
 
+    def __post_init__(self) -> None:
+        backend = parse_enum(Backend, self.backend, "INT8 backend")
+        if backend not in QUANTIZERS:
+            raise ValueError(f"INT8 backend: expected openvino or onnxruntime (TensorRT builds its INT8 engines "
+                             f"from the onnxruntime QDQ variant), got {backend.value!r}")
+        object.__setattr__(self, "backend", backend)
+
     def resolved(self, family: str) -> "Int8Options":
+        """These options with every ``None`` replaced by the family's default."""
         values = asdict(self)
-        for key, default in DEFAULTS[family].items():
-            if values.get(key) is None:
-                values[key] = default
-        return Int8Options(**values)
+        return replace(self, **{k: v for k, v in DEFAULTS[family].items() if values.get(k) is None})
+
+    def as_json(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, Backend) else v)
+                for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -92,7 +117,7 @@ class _Component:
     excluded: list = field(default_factory=list)
 
 
-def calibration_feeds(art: Artifact, opts: Int8Options) -> dict[str, list]:
+def calibration_feeds(art: Artifact, opts: Int8Options, progress: ProgressCallback | None = None) -> dict[str, list]:
     """Calibration feeds per component for ``opts`` (already resolved for the family)."""
     family, m = art.family, art.manifest
     if family in ("generator", "vae-decoder"):
@@ -112,25 +137,37 @@ def calibration_feeds(art: Artifact, opts: Int8Options) -> dict[str, list]:
                 if (Path(opts.calibration_data) / c).is_dir()}
     return record_diffusion(art, samples=opts.samples, sampler=opts.sampler, steps=opts.steps, seed=opts.seed,
                             guidance_scale=opts.guidance_scale, prompts=read_prompts(opts.prompts),
-                            backend=opts.backend, height=opts.height, width=opts.width)
+                            backend=opts.backend.value, height=opts.height, width=opts.width, progress=progress)
 
 
-def _variant_file(comp: _Component, backend: str) -> str:
-    return f"{comp.name}.int8.xml" if backend == "openvino" else f"{comp.name}.int8.qdq.onnx"
+_VARIANT_SUFFIXES = (".xml", ".bin", ".onnx", ".onnx.data")
+
+
+def _variant_file(name: str, backend: Backend) -> str:
+    return f"{name}.int8.xml" if backend is Backend.openvino else f"{name}.int8.qdq.onnx"
+
+
+def _variant_files(file: str) -> list[str]:
+    """Every file a variant's model file brings along (IR weights, ONNX external data)."""
+    return [Path(file).stem + suffix for suffix in _VARIANT_SUFFIXES]
 
 
 def _quantize(art: Artifact, comp: _Component, opts: Int8Options) -> None:
-    out = art.path / _variant_file(comp, opts.backend)
-    if opts.backend == "openvino":
+    out = art.path / _variant_file(comp.name, opts.backend)
+    for name in _variant_files(out.name):
+        # Staged files may be hard links to the input artifact's: never write through them.
+        (art.path / name).unlink(missing_ok=True)
+    if opts.backend is Backend.openvino:
         quantize_nncf(comp.fp32, out, comp.feeds, exclude=comp.excluded,
                       transformer=any(layer["op"] == "MatMul" for layer in comp.layers) and art.family == "stable-diffusion",
                       weighted_only=art.family == "unet")
     else:
         quantize_onnxruntime(comp.fp32, out, comp.feeds, exclude=comp.excluded)
     variants = art.component(comp.name).setdefault("variants", {}).setdefault("int8", {})
-    variants[opts.backend] = {"file": out.name, "precision": "int8", "backend": opts.backend,
-                              "quantizer": "nncf" if opts.backend == "openvino" else "onnxruntime.quantization (QDQ)",
-                              "excluded_layers": list(comp.excluded)}
+    variants[opts.backend.value] = {
+        "file": out.name, "precision": "int8", "backend": opts.backend.value,
+        "quantizer": "nncf" if opts.backend is Backend.openvino else "onnxruntime.quantization (QDQ)",
+        "excluded_layers": list(comp.excluded)}
 
 
 def _quality(art: Artifact, opts: Int8Options, reference: dict) -> dict:
@@ -138,10 +175,10 @@ def _quality(art: Artifact, opts: Int8Options, reference: dict) -> dict:
     from ..pipelines.diffusion import DiffusionPipeline
 
     if art.family in ("generator", "vae-decoder"):
-        int8 = DecoderPipeline(art, backend=opts.backend, precision="int8")
+        int8 = DecoderPipeline(art, backend=opts.backend.value, precision="int8")
         images = [im for x in reference["inputs"] for im in int8(latents=x).images]
         return gates.image_figures(reference["images"], images)
-    int8 = DiffusionPipeline(art, backend=opts.backend, precision="int8")
+    int8 = DiffusionPipeline(art, backend=opts.backend.value, precision="int8")
     images = [im for seed in reference["seeds"] for im in _sample(int8, opts, seed)]
     figures = gates.image_figures(reference["images"], images)
     figures["step_rel_error"] = gates.step_errors(reference["unet"], int8.engines["unet"], reference["unet_feeds"])
@@ -154,37 +191,42 @@ def _sample(pipe, opts: Int8Options, seed: int) -> np.ndarray:
                             height=opts.height, width=opts.width)
 
 
-def _reference(art: Artifact, opts: Int8Options, calibration: dict) -> dict:
-    """FP32 outputs the gate compares against, on inputs disjoint from calibration."""
+def _decoder_reference(art: Artifact, opts: Int8Options, calibration: dict, gate_seed: int) -> dict:
     from ..pipelines.decoder import DecoderPipeline
+
+    fp32 = DecoderPipeline(art, backend=opts.backend.value, precision="fp32")
+    if art.family == "generator":
+        inputs = [f[fp32.input_name] for f in gaussian_feeds(fp32.input_name, art.manifest["latent"]["shape"],
+                                                                samples=opts.gate_samples, seed=gate_seed)]
+    else:
+        # Decoders are gated on their calibration inputs (user data is usually scarce), or
+        # on fresh draws when calibrating on N(0, I).
+        source = next(iter(calibration.values()))
+        inputs = [f[fp32.input_name] for f in source[: opts.gate_samples]]
+    images = [im for x in inputs for im in fp32(latents=x).images]
+    return {"inputs": inputs, "images": images}
+
+
+def _reference(art: Artifact, opts: Int8Options, calibration: dict, report: ProgressCallback) -> dict:
+    """FP32 outputs the gate compares against, on inputs disjoint from calibration; for diffusion
+    also the U-Net feeds of every step of the FP32 trajectories (recorded through an engine hook)."""
     from ..pipelines.diffusion import DiffusionPipeline
-    from .record import _Recorder
 
     gate_seed = opts.seed + 1_000_003
     if art.family in ("generator", "vae-decoder"):
-        fp32 = DecoderPipeline(art, backend=opts.backend, precision="fp32")
-        if art.family == "generator":
-            inputs = [f[fp32.input_name] for f in gaussian_feeds(fp32.input_name, art.manifest["latent"]["shape"],
-                                                                    samples=opts.gate_samples, seed=gate_seed)]
-        else:
-            # Decoders are gated on their calibration inputs (user data is usually scarce), or
-            # on fresh draws when calibrating on N(0, I).
-            source = next(iter(calibration.values()))
-            inputs = [f[fp32.input_name] for f in source[: opts.gate_samples]]
-        images = [im for x in inputs for im in fp32(latents=x).images]
-        return {"inputs": inputs, "images": images}
-    fp32 = DiffusionPipeline(art, backend=opts.backend, precision="fp32")
-    recorder = _Recorder(fp32.unet.engine)
-    fp32.unet.engine = recorder
+        return _decoder_reference(art, opts, calibration, gate_seed)
+    recorder = FeedRecorder()
+    fp32 = DiffusionPipeline(art, backend=opts.backend.value, precision="fp32", engine_hook=recorder)
     seeds = [gate_seed + i for i in range(opts.gate_samples)]
-    images = []
-    per_step: list[list] = [[] for _ in range(opts.steps)]
-    for seed in seeds:
-        recorder.feeds = []
+    images, per_step = [], [[] for _ in range(opts.steps)]
+    stage = "int8: FP32 reference for the quality gate"
+    for i, seed in enumerate(seeds):
+        recorder.clear()
         images += list(_sample(fp32, opts, seed))
-        for step, item in enumerate(recorder.feeds):
+        for step, item in enumerate(recorder.feeds["unet"]):
             per_step[step].append(item)
-    fp32.unet.engine = recorder.engine
+        report(stage, i + 1, len(seeds))
+    recorder.stop()  # the gate reruns this U-Net on the recorded feeds
     return {"seeds": seeds, "images": images, "unet_feeds": per_step, "unet": fp32.unet}
 
 
@@ -207,8 +249,8 @@ def _rank(art: Artifact, comps: list[_Component], opts: Int8Options, shortlist: 
     """
     ranked = []
     for comp in comps:
-        if opts.backend == "onnxruntime":
-            qdq, scratch = art.path / _variant_file(comp, "onnxruntime"), None
+        if opts.backend is Backend.onnxruntime:
+            qdq, scratch = art.path / _variant_file(comp.name, Backend.onnxruntime), None
         else:
             qdq = scratch = art.path / f".{comp.name}.rank.qdq.onnx"
             quantize_onnxruntime(comp.fp32, qdq, comp.feeds, exclude=comp.excluded)
@@ -224,88 +266,180 @@ def _rank(art: Artifact, comps: list[_Component], opts: Int8Options, shortlist: 
     return sorted(ranked, key=lambda r: -r[0])
 
 
-def quantize_artifact(staging: Path, manifest: dict, options: Int8Options = Int8Options(), *,
-                      progress: Callable[[str], None] | None = None) -> dict:
-    """Add INT8 variants to a staged artifact; returns the quantization report (also in the manifest).
-
-    Raises:
-        QualityGateError: the quality gate still fails after ``max_rounds`` rounds of fallback;
-            the message gives the figures of every round.
-    """
-    say = progress or (lambda _m: None)
-    art = Artifact(Path(staging), manifest)
-    opts = options.resolved(art.family)
-    say(f"int8: recording calibration data ({opts.samples} samples, seed {opts.seed})")
-    calibration = calibration_feeds(art, opts)
-    comps = [_Component(name, art.component_path(name), feeds, quantizable_layers(art.component_path(name)))
-             for name, feeds in calibration.items() if feeds]
-    say("int8: FP32 reference for the quality gate")
-    reference = _reference(art, opts, calibration)
-    thresholds = gates.QualityThresholds(opts.min_psnr, opts.min_ssim, opts.max_step_error)
-    total_layers = sum(len(c.layers) for c in comps)
-    batch = opts.exclude_batch or max(1, math.ceil(0.05 * total_layers))
-    rounds, best, last_batch, rejected = [], None, [], set()
-    for round_index in range(opts.max_rounds + 1):
-        for comp in comps:
-            say(f"int8: quantizing {comp.name} with {'NNCF' if opts.backend == 'openvino' else 'ONNX Runtime'}"
-                f" ({len(comp.excluded)} layer(s) kept in floating point)")
-            _quantize(art, comp, opts)
-        figures = _quality(art, opts, reference)
-        failed = gates.judge(figures, thresholds)
-        score = figures["psnr_db"]["median"]
-        rounds.append({"excluded": {c.name: len(c.excluded) for c in comps}, "figures": figures, "failed": failed})
-        say(f"int8: quality gate round {round_index}: median PSNR {figures['psnr_db']['median']:.2f} dB, "
-            f"SSIM {figures['ssim']['mean']:.4f}" + (f", mean step error {np.mean(figures['step_rel_error']):.4f}"
-                                                     if figures.get("step_rel_error") else "")
+def _round_line(index: int, figures: dict, failed: list[str]) -> str:
+    steps = figures.get("step_rel_error")
+    return (f"int8: quality gate round {index}: median PSNR {figures['psnr_db']['median']:.2f} dB, "
+            f"SSIM {figures['ssim']['mean']:.4f}" + (f", mean step error {np.mean(steps):.4f}" if steps else "")
             + (" — " + "; ".join(failed) if failed else " — passed"))
-        if not failed:
-            break
-        if round_index == opts.max_rounds:
-            raise QualityGateError(
-                f"INT8 quality gate failed after {len(rounds)} round(s), "
-                f"{sum(len(c.excluded) for c in comps)} of {total_layers} layers kept in floating point: "
-                + " | ".join(f"round {i}: {'; '.join(r['failed'])}" for i, r in enumerate(rounds)))
-        if best is not None and score < best - 0.5:
-            # Keeping these layers in floating point made things worse (a quantizer can mis-handle
-            # a mixed-precision boundary): put them back and try the next candidates instead.
-            for comp, name in last_batch:
+
+
+class _Fallback:
+    """Which layers stay in floating point: after each failed gate round, the next ``batch``
+    layers by :func:`_rank`; a batch that made the median PSNR worse by > 0.5 dB (a quantizer can
+    mis-handle a mixed-precision boundary) is put back and its layers are not tried again."""
+
+    def __init__(self, art: Artifact, comps: list[_Component], opts: Int8Options):
+        self.art, self.comps, self.opts = art, comps, opts
+        self.total = sum(len(c.layers) for c in comps)
+        self.batch = opts.exclude_batch or max(1, math.ceil(0.05 * self.total))
+        self.best: float | None = None
+        self.last: list[tuple[_Component, str]] = []
+        self.rejected: set[tuple[str, str]] = set()
+
+    def step(self, score: float, failed: list[str]) -> None:
+        """Move the next layers to floating point. Raises QualityGateError when none are left."""
+        if self.best is not None and score < self.best - 0.5:
+            for comp, name in self.last:
                 comp.excluded.remove(name)
-                rejected.add((comp.name, name))
+                self.rejected.add((comp.name, name))
         else:
-            best = score
-        ranked = [r for r in _rank(art, comps, opts, shortlist=4 * batch) if (r[1].name, r[2]) not in rejected]
+            self.best = score
+        ranked = [r for r in _rank(self.art, self.comps, self.opts, shortlist=4 * self.batch)
+                  if (r[1].name, r[2]) not in self.rejected]
         if not ranked:
             raise QualityGateError("INT8 quality gate failed with every quantizable layer tried in floating point: "
                                    + "; ".join(failed))
-        last_batch = [(comp, name) for _, comp, name in ranked[:batch]]
-        for comp, name in last_batch:
+        self.last = [(comp, name) for _, comp, name in ranked[: self.batch]]
+        for comp, name in self.last:
             comp.excluded.append(name)
-    say("int8: speed gate (FP32 vs INT8 engine latency on the exported shapes)")
+
+
+def _gate_rounds(art: Artifact, comps: list[_Component], opts: Int8Options, reference: dict,
+                 report: ProgressCallback) -> tuple[gates.QualityThresholds, list[dict]]:
+    """Quantize every component and gate the pipeline, moving layers to floating point until it passes.
+
+    Raises:
+        QualityGateError: still failing after ``max_rounds`` rounds of fallback; the message gives
+            the figures of every round.
+    """
+    thresholds = gates.QualityThresholds(opts.min_psnr, opts.min_ssim, opts.max_step_error)
+    fallback, rounds = _Fallback(art, comps, opts), []
+    tool = "NNCF" if opts.backend is Backend.openvino else "ONNX Runtime"
+    for index in range(opts.max_rounds + 1):
+        stage = f"int8: round {index}: quantizing with {tool} ({sum(len(c.excluded) for c in comps)} layer(s) in float)"
+        for done, comp in enumerate(comps):
+            report(stage, done, len(comps))
+            _quantize(art, comp, opts)
+        report(stage, len(comps), len(comps))
+        figures = _quality(art, opts, reference)
+        failed = gates.judge(figures, thresholds)
+        rounds.append({"excluded": {c.name: len(c.excluded) for c in comps}, "figures": figures, "failed": failed})
+        report(_round_line(index, figures, failed), 0, None)
+        if not failed:
+            return thresholds, rounds
+        if index == opts.max_rounds:
+            raise QualityGateError(
+                f"INT8 quality gate failed after {len(rounds)} round(s), "
+                f"{sum(len(c.excluded) for c in comps)} of {fallback.total} layers kept in floating point: "
+                + " | ".join(f"round {i}: {'; '.join(r['failed'])}" for i, r in enumerate(rounds)))
+        fallback.step(figures["psnr_db"]["median"], failed)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _speed_gate(art: Artifact, comps: list[_Component], opts: Int8Options, report: ProgressCallback) -> dict:
+    """Time FP32 and INT8 engines per component on the exported shapes; drop INT8 variants that
+    are not faster (unless ``force``). Returns the figures per component."""
     from ..runtimes import load_engine
 
-    speed = {}
-    for comp in comps:
+    speed, stage = {}, "int8: speed gate (FP32 vs INT8 latency)"
+    for done, comp in enumerate(comps):
+        report(stage, done, len(comps))
         feeds = comp.feeds[0]
-        fp32 = gates.latency(load_engine(comp.fp32, opts.backend, precision="fp32"), feeds)
-        int8_path = art.path / _variant_file(comp, opts.backend)
-        int8 = gates.latency(load_engine(int8_path, opts.backend, precision="int8"), feeds)
+        fp32 = gates.latency(load_engine(comp.fp32, opts.backend.value, precision="fp32"), feeds)
+        int8_path = art.path / _variant_file(comp.name, opts.backend)
+        int8 = gates.latency(load_engine(int8_path, opts.backend.value, precision="int8"), feeds)
         speedup = fp32["median_s"] / int8["median_s"]
         keep = speedup > 1.0 or opts.force
-        speed[comp.name] = {"fp32": fp32, "int8": int8, "speedup": speedup, "shapes": {k: list(v.shape) for k, v in feeds.items()},
-                            "kept": "int8" if keep else "fp32"}
-        say(f"int8: {comp.name}: FP32 {1000 * fp32['median_s']:.1f} ms, INT8 {1000 * int8['median_s']:.1f} ms, "
-            f"speed-up {speedup:.2f}x" + ("" if keep else " — INT8 is not faster: keeping FP32 (use --force-int8)"))
-        variant = art.component(comp.name)["variants"]["int8"][opts.backend]
-        variant.update(calibration={"seed": opts.seed, "items": len(comp.feeds), "samples": opts.samples,
-                                    "sampler": opts.sampler if art.family in ("unet", "stable-diffusion") else None,
-                                    "steps": opts.steps if art.family in ("unet", "stable-diffusion") else None,
-                                    "data": str(opts.calibration_data) if opts.calibration_data else None},
-                       speed=speed[comp.name])
+        speed[comp.name] = {"fp32": fp32, "int8": int8, "speedup": speedup,
+                            "shapes": {k: list(v.shape) for k, v in feeds.items()}, "kept": "int8" if keep else "fp32"}
+        report(f"int8: {comp.name}: FP32 {1000 * fp32['median_s']:.1f} ms, INT8 {1000 * int8['median_s']:.1f} ms, "
+               f"speed-up {speedup:.2f}x" + ("" if keep else " — INT8 is not faster: keeping FP32 (use --force-int8)"),
+               0, None)
+        variants = art.component(comp.name)["variants"]["int8"]
+        diffusion = art.family in ("unet", "stable-diffusion")
+        variants[opts.backend.value].update(
+            calibration={"seed": opts.seed, "items": len(comp.feeds), "samples": opts.samples,
+                         "sampler": opts.sampler if diffusion else None, "steps": opts.steps if diffusion else None,
+                         "data": str(opts.calibration_data) if opts.calibration_data else None},
+            speed=speed[comp.name])
         if not keep:
-            for suffix in (".xml", ".bin", ".onnx", ".onnx.data"):
-                (art.path / (Path(variant["file"]).stem + suffix)).unlink(missing_ok=True)
-            del art.component(comp.name)["variants"]["int8"][opts.backend]
-    report = {"backend": opts.backend, "thresholds": asdict(thresholds), "rounds": rounds, "speed": speed,
-              "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}}
-    manifest.setdefault("quantization", {})["int8"] = report
-    return report
+            for name in _variant_files(variants.pop(opts.backend.value)["file"]):
+                (art.path / name).unlink(missing_ok=True)
+    report(stage, len(comps), len(comps))
+    return speed
+
+
+def quantize_artifact(staging: Path, manifest: dict, options: Int8Options = Int8Options(), *,
+                      progress: ProgressCallback | None = None) -> dict:
+    """Add INT8 variants to an artifact being staged (its directory and its manifest dict, filled in
+    place); returns the quantization report (also stored as ``manifest["quantization"]["int8"]``).
+
+    Raises:
+        QualityGateError: the quality gate still fails after ``max_rounds`` rounds of fallback.
+        EdgegenError: unreadable calibration data; BackendUnavailableError: the quantizer's
+            backend is not installed.
+    """
+    report = progress or silent
+    art = Artifact(Path(staging), manifest)
+    opts = options.resolved(art.family)
+    report(f"int8: calibration ({opts.samples} samples, seed {opts.seed})", 0, None)
+    calibration = calibration_feeds(art, opts, progress=report)
+    comps = [_Component(name, art.component_path(name), feeds, quantizable_layers(art.component_path(name)))
+             for name, feeds in calibration.items() if feeds]
+    reference = _reference(art, opts, calibration, report)
+    thresholds, rounds = _gate_rounds(art, comps, opts, reference, report)
+    speed = _speed_gate(art, comps, opts, report)
+    result = {"backend": opts.backend.value, "thresholds": asdict(thresholds), "rounds": rounds, "speed": speed,
+              "options": opts.as_json()}
+    manifest.setdefault("quantization", {})["int8"] = result
+    return result
+
+
+def _stage_copy(source: Artifact, staging: Path, manifest: dict, backend: Backend) -> None:
+    """Fill a staging directory with ``source``'s files (hard links where the file system allows;
+    edgegen never writes a file in place) and its manifest, less the INT8 variants of ``backend``
+    that quantizing is about to replace."""
+    stale = {MANIFEST}
+    carried = {k: v for k, v in source.manifest.items() if k not in manifest}
+    for comp in carried.get("components", {}).values():
+        old = comp.get("variants", {}).get("int8", {}).pop(backend.value, None)
+        if old is not None:
+            stale.update(_variant_files(old["file"]))
+    manifest.update(carried)
+    for path in sorted(source.path.rglob("*")):
+        rel = path.relative_to(source.path)
+        target = staging / rel
+        if path.is_dir():
+            target.mkdir(exist_ok=True)
+        elif str(rel) not in stale:
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copy2(path, target)
+
+
+def quantize(model_input: str | Path, model_output: str | Path | None = None, *,
+             options: Int8Options = Int8Options(), progress: ProgressCallback | None = None) -> Path:
+    """Read the artifact at ``model_input`` and write it with INT8 variants to ``model_output``.
+
+    Path in, path out (ONNX Runtime's ``quantize_static(model_input, model_output, ...)``): the
+    output is written atomically, so a failed gate leaves ``model_output`` as it was; ``None`` or
+    the input's own path replaces the input atomically. Existing INT8 variants for the same
+    backend are replaced, other files carried over unchanged. No torch is imported.
+
+    Args:
+        options: quantizer backend, calibration and gate thresholds (:class:`Int8Options`).
+        progress: ``(stage, done, total)`` reports: calibration seeds, gate samples, fallback
+            rounds and speed-gate components with counts, figures as messages.
+    Returns:
+        the output artifact's directory.
+    Raises:
+        ArtifactError: the input is not an artifact, or the output exists and is not one.
+        QualityGateError, BackendUnavailableError, EdgegenError: see :func:`quantize_artifact`.
+    """
+    source = Artifact.load(model_input)
+    out = Path(model_output) if model_output is not None else source.path
+    with atomic_artifact(out) as (staging, manifest):
+        _stage_copy(source, staging, manifest, options.backend)
+        quantize_artifact(staging, manifest, options, progress=progress)
+    return out

@@ -16,6 +16,8 @@ import numpy as np
 
 from ..artifact import Artifact
 from ..errors import EdgegenError
+from ..progress import ProgressCallback, silent
+from ..runtimes.base import Engine
 
 Feeds = dict[str, np.ndarray]
 
@@ -35,42 +37,70 @@ def read_prompts(path: str | Path | None) -> list[str]:
     return prompts
 
 
-class _Recorder:
-    """Wraps a pipeline engine and keeps a copy of every feeds dict it is called with."""
+class FeedRecorder:
+    """An engine hook that keeps a copy of every feeds dict each component's engine is called with.
 
-    def __init__(self, engine):
-        self.engine, self.feeds = engine, []
+    Pass it when a pipeline is built (``DiffusionPipeline(art, engine_hook=recorder)``); after
+    sampling, ``recorder.feeds[component]`` lists the feeds in call order (graph input name ->
+    array, copied: the pipeline may reuse its buffers). :meth:`clear` empties the lists,
+    :meth:`stop` ends recording (the engines keep running).
+    """
+
+    def __init__(self) -> None:
+        self.feeds: dict[str, list[Feeds]] = {}
+        self.recording = True
+
+    def __call__(self, name: str, engine: Engine) -> Engine:
+        return _RecordingEngine(engine, self, self.feeds.setdefault(name, []))
+
+    def clear(self) -> None:
+        for items in self.feeds.values():
+            items.clear()
+
+    def stop(self) -> None:
+        self.recording = False
+
+
+class _RecordingEngine:
+    """An :class:`~edgegen.runtimes.Engine` that appends a copy of its feeds to ``sink`` while
+    its recorder records, then runs the wrapped engine."""
+
+    def __init__(self, engine: Engine, recorder: FeedRecorder, sink: list[Feeds]):
+        self.engine, self._recorder, self._sink = engine, recorder, sink
+        self.backend, self.precision = engine.backend, engine.precision
         self.inputs, self.outputs = engine.inputs, engine.outputs
 
-    def __call__(self, feeds: Mapping[str, np.ndarray]):
-        self.feeds.append({k: np.array(v, copy=True) for k, v in feeds.items()})
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._recorder.recording:
+            self._sink.append({k: np.array(v, copy=True) for k, v in feeds.items()})
         return self.engine(feeds)
-
-    def __getattr__(self, name):
-        return getattr(self.engine, name)
 
 
 def record_diffusion(artifact: Artifact, *, samples: int, sampler: str, steps: int, seed: int = 0,
                      guidance_scale: float = 7.5, prompts: Sequence[str] | None = None,
-                     backend: str | None = None, height: int | None = None, width: int | None = None
-                     ) -> dict[str, list[Feeds]]:
+                     backend: str | None = None, height: int | None = None, width: int | None = None,
+                     progress: ProgressCallback | None = None) -> dict[str, list[Feeds]]:
     """Run the FP32 pipeline ``samples`` times (seeds ``seed .. seed+samples-1``) and record feeds.
 
     For SD, image i uses prompt ``prompts[i % len(prompts)]``; with ``guidance_scale != 1``
     both CFG branches are recorded (in one batch-of-2 feed where the U-Net takes it).
     Returns feeds per component: ``unet`` gets ``samples * steps`` items; SD also gets
-    ``text_encoder`` and ``vae_decoder`` items.
+    ``text_encoder`` and ``vae_decoder`` items. ``progress`` hears ("calibration: recording
+    FP32 trajectories", done, samples).
     """
     from ..pipelines import DiffusionPipeline
 
-    pipe = DiffusionPipeline(artifact, backend=backend, precision="fp32")
-    for name in pipe.engines:
-        pipe.engines[name].engine = _Recorder(pipe.engines[name].engine)
+    report = progress or silent
+    recorder = FeedRecorder()
+    pipe = DiffusionPipeline(artifact, backend=backend, precision="fp32", engine_hook=recorder)
     prompts = list(prompts or default_prompts())
+    stage = "calibration: recording FP32 trajectories"
+    report(stage, 0, samples)
     for i in range(samples):
         sample_diffusion(pipe, index=i, seed=seed + i, steps=steps, sampler=sampler, guidance_scale=guidance_scale,
                          prompts=prompts, height=height, width=width)
-    return {name: e.engine.feeds for name, e in pipe.engines.items()}
+        report(stage, i + 1, samples)
+    return {name: recorder.feeds.get(name, []) for name in pipe.engines}
 
 
 def sample_diffusion(pipe, *, index: int, seed: int, steps: int, sampler: str, guidance_scale: float,
@@ -124,11 +154,15 @@ def load_feeds_dir(path: str | Path, input_name: str | None = None) -> list[Feed
 
 
 def save_feeds_dir(feeds: dict[str, list[Feeds]], out: str | Path) -> Path:
-    """Write recorded feeds as ``out/<component>/feed-00000.npz`` ... (what ``edgegen calibrate`` writes)."""
+    """Write recorded feeds as ``out/<component>/feed-00000.npz`` ... (what ``edgegen calibrate`` writes),
+    each file atomically."""
+    from ..atomic import atomic_open
+
     out = Path(out)
     for component, items in feeds.items():
         folder = out / component
         folder.mkdir(parents=True, exist_ok=True)
         for i, item in enumerate(items):
-            np.savez(folder / f"feed-{i:05d}.npz", **item)
+            with atomic_open(folder / f"feed-{i:05d}.npz", "wb") as f:
+                np.savez(f, **item)
     return out

@@ -10,6 +10,7 @@ import torch
 
 from ..artifact import atomic_artifact, sha256_file
 from ..errors import ExportError
+from ..progress import ProgressCallback, silent
 from ..runtimes.base import TensorSpec
 from .onnx import ComponentSpec, export_component
 
@@ -102,7 +103,7 @@ def _weights_digest(source: str, subfolder: str) -> dict[str, str] | None:
 
 def export_stable_diffusion(source: str | Path, out: str | Path, *, components: Iterable[str] = SD_COMPONENTS,
                             atol: float = 1e-4, rtol: float = 1e-3, seed: int = 0, int8: "Int8Options | None" = None,
-                            progress: Callable[[str], None] | None = None) -> Path:
+                            progress: ProgressCallback | None = None) -> Path:
     """Export a diffusers Stable Diffusion pipeline (or some of its components) to an artifact.
 
     Args:
@@ -130,16 +131,16 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
     unknown = set(components) - set(SD_COMPONENTS)
     if unknown or not components:
         raise ExportError(f"components: expected some of {SD_COMPONENTS}, got {components}")
-    say = progress or (lambda _m: None)
+    report = progress or silent
 
     class _Config(ConfigMixin):
         config_name = "scheduler_config.json"
 
-    say("reading scheduler config and tokenizer")
+    report("reading scheduler config and tokenizer", 0, None)
     scheduler = dict(_from_pretrained(lambda s, subfolder: _Config.load_config(s, subfolder=subfolder),
                                       source, "scheduler"))
     tokenizer = _from_pretrained(CLIPTokenizer.from_pretrained, source, "tokenizer")
-    say("loading the VAE")
+    report("loading the VAE", 0, None)
     vae = _from_pretrained(lambda s, subfolder: AutoencoderKL.from_pretrained(s, subfolder=subfolder,
                                                                                 torch_dtype=torch.float32),
                            source, "vae").eval()
@@ -160,10 +161,10 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
                                  sizes={"batch": 2}, int_high=int(text_encoder.config.vocab_size))
             entries["text_encoder"] = export_component(_TextEncoder(text_encoder).eval(), spec,
                                                        staging / "text_encoder.onnx", atol=atol, rtol=rtol,
-                                                       seed=seed, progress=say)
+                                                       seed=seed, progress=report)
             entries["text_encoder"]["source_sha256"] = _weights_digest(source, "text_encoder")
         if "unet" in components:
-            say("loading the U-Net")
+            report("loading the U-Net", 0, None)
             unet = _from_pretrained(lambda s, subfolder: UNet2DConditionModel.from_pretrained(
                 s, subfolder=subfolder, torch_dtype=torch.float32), source, "unet").eval()
             sample_size = int(unet.config.sample_size)
@@ -177,7 +178,7 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
                 sizes={"batch": 2, "latent_height": sample_size, "latent_width": sample_size,
                        "sequence": max_length})
             entries["unet"] = export_component(_UNet(unet), spec, staging / "unet.onnx", atol=atol, rtol=rtol,
-                                               seed=seed, progress=say)
+                                               seed=seed, progress=report)
             entries["unet"]["source_sha256"] = _weights_digest(source, "unet")
             del unet
         if "vae_decoder" in components:
@@ -187,7 +188,7 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
                 (TensorSpec("image", ("batch", 3, "height", "width"), "float32"),),
                 sizes={"batch": 1, "latent_height": min(size, 32), "latent_width": min(size, 32)})
             entries["vae_decoder"] = export_component(_VaeDecoder(vae), spec, staging / "vae_decoder.onnx",
-                                                      atol=atol, rtol=rtol, seed=seed, progress=say)
+                                                      atol=atol, rtol=rtol, seed=seed, progress=report)
             entries["vae_decoder"]["source_sha256"] = _weights_digest(source, "vae")
         tokenizer_entry = None
         if "text_encoder" in components:

@@ -15,6 +15,7 @@ from ..artifact import atomic_artifact
 if TYPE_CHECKING:
     from ..calibration.int8 import Int8Options
 from ..errors import ExportError
+from ..progress import ProgressCallback
 from ..runtimes.base import TensorSpec
 from ..schedules import NoiseSchedule
 from .checkpoint import build_module, split_module_spec
@@ -177,7 +178,7 @@ def _plan(kind: Kind, opts: ModuleExportOptions) -> tuple[Callable, ComponentSpe
 def export_module(module_spec: str, out: str | Path, *, kind: Kind | str, weights: str | Path | None = None,
                   options: ModuleExportOptions = ModuleExportOptions(), atol: float = 1e-4, rtol: float = 1e-3,
                   seed: int = 0, int8: "Int8Options | None" = None,
-                  progress: Callable[[str], None] | None = None) -> Path:
+                  progress: ProgressCallback | None = None) -> Path:
     """Export a user's torch model (``FILE.py:CALLABLE``) as an edgegen artifact at ``out``.
 
     ``CALLABLE(weights_path)`` (or ``CALLABLE()`` without weights) must return a

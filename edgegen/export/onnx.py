@@ -6,12 +6,12 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from ..gates import parity_gate
+from ..progress import ProgressCallback, silent
 from ..runtimes.base import TensorSpec
 
 OPSET = 17
@@ -67,7 +67,7 @@ def _torch_outputs(module: torch.nn.Module, spec: ComponentSpec, feeds: dict[str
 
 def export_component(module: torch.nn.Module, spec: ComponentSpec, path: Path, *, atol: float = 1e-4,
                      rtol: float = 1e-3, seed: int = 0, opset: int = OPSET,
-                     progress: Callable[[str], None] | None = None) -> dict:
+                     progress: ProgressCallback | None = None) -> dict:
     """Export ``module`` to ``path`` (ONNX) and gate it against PyTorch with ONNX Runtime.
 
     Args:
@@ -84,10 +84,10 @@ def export_component(module: torch.nn.Module, spec: ComponentSpec, path: Path, *
 
     from ..runtimes.onnxruntime import OnnxRuntimeEngine
 
-    say = progress or (lambda _msg: None)
+    report = progress or silent
     path.parent.mkdir(parents=True, exist_ok=True)
     feeds = spec.example(seed)
-    say(f"{spec.name}: tracing to ONNX (opset {opset})")
+    report(f"{spec.name}: tracing to ONNX (opset {opset})", 0, None)
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
         raw = Path(scratch) / "model.onnx"
         with torch.no_grad(), warnings.catch_warnings():
@@ -106,7 +106,7 @@ def export_component(module: torch.nn.Module, spec: ComponentSpec, path: Path, *
         else:
             onnx.save_model(model, str(path))
         del model
-    say(f"{spec.name}: parity gate (ONNX Runtime vs PyTorch)")
+    report(f"{spec.name}: parity gate (ONNX Runtime vs PyTorch)", 0, None)
     reference = _torch_outputs(module, spec, feeds)
     engine = OnnxRuntimeEngine(path)
     figures = parity_gate(reference, engine(feeds), atol=atol, rtol=rtol,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifact import Artifact
-from .base import Generation
+from .base import EngineHook, Generation
 from .decoder import DecoderPipeline
 from .diffusion import DiffusionPipeline
 
@@ -25,15 +25,17 @@ class Pipeline:
 
     @staticmethod
     def load(path: str | Path, *, backend: str | None = None, precision: str | None = None,
-             device: str | None = None) -> DiffusionPipeline | DecoderPipeline:
+             device: str | None = None, engine_hook: EngineHook | None = None) -> DiffusionPipeline | DecoderPipeline:
         """Load an artifact directory.
 
         Args:
             backend: "openvino", "onnxruntime" or "tensorrt"; None picks OpenVINO when installed.
             precision: None (as stored), "bf16" (OpenVINO), or a stored variant ("int8", "fp16").
+            engine_hook: wraps every engine as it is loaded, ``hook(component, engine) -> engine``
+                (e.g. :class:`edgegen.calibration.record.FeedRecorder`).
         Raises:
             ArtifactError, BackendUnavailableError.
         """
         artifact = Artifact.load(path)
         cls = DiffusionPipeline if artifact.family in ("stable-diffusion", "unet") else DecoderPipeline
-        return cls(artifact, backend=backend, precision=precision, device=device)
+        return cls(artifact, backend=backend, precision=precision, device=device, engine_hook=engine_hook)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -38,14 +38,27 @@ class TimedEngine:
         raise EngineInputError(f"engine '{self.name}': expected an input '{name}', has {[s.name for s in self.inputs]}")
 
 
+EngineHook = Callable[[str, Engine], Engine]
+"""Wraps each engine a pipeline loads: ``hook(component name, engine) -> engine`` (recording
+calibration feeds, counting calls). Given when the pipeline is built, never swapped in later."""
+
+
 def load_components(artifact: Artifact, names: list[str], *, backend: str | None, precision: str | None,
-                    device: str | None = None) -> dict[str, TimedEngine]:
+                    device: str | None = None, engine_hook: EngineHook | None = None) -> dict[str, TimedEngine]:
     """Load the named components of an artifact as timed engines on one backend.
 
     ``precision``: None uses each component's stored precision; "bf16" runs the fp32 files in
     BF16 (OpenVINO only); "int8" picks each component's INT8 variant for the backend where it
-    has one (the others stay as stored); other values pick that variant.
+    has one (the others stay as stored); other values pick that variant. ``engine_hook``, when
+    given, wraps every loaded engine (inside the timing).
     """
+    engines = _load_engines(artifact, names, backend=backend, precision=precision, device=device)
+    hook = engine_hook or (lambda _name, engine: engine)
+    return {name: TimedEngine(name, hook(name, engine)) for name, engine in engines.items()}
+
+
+def _load_engines(artifact: Artifact, names: list[str], *, backend: str | None, precision: str | None,
+                  device: str | None) -> dict[str, Engine]:
     backend = backend or default_backend()
     if precision == "bf16" and backend != "openvino":
         raise BackendUnavailableError(backend, None, "precision bf16: expected backend openvino (it computes "
@@ -62,7 +75,7 @@ def load_components(artifact: Artifact, names: list[str], *, backend: str | None
             path, compute = artifact.component_path(name), stored
         else:
             path, compute = artifact.component_path(name, precision, backend), precision
-        engines[name] = TimedEngine(name, load_engine(path, backend, precision=compute, device=device))
+        engines[name] = load_engine(path, backend, precision=compute, device=device)
     return engines
 
 
@@ -92,7 +105,7 @@ def _profile_request(artifact: Artifact, **points) -> dict[str, int]:
     return profile_request(default_height=image["height"], default_width=image["width"], **points)
 
 
-def _tensorrt_components(artifact: Artifact, names: list[str], precision: str) -> dict[str, TimedEngine]:
+def _tensorrt_components(artifact: Artifact, names: list[str], precision: str) -> dict[str, Engine]:
     """TensorRT engines from the artifact's engine cache (``ART/engines``), built on first use.
 
     Profiles come from ``ART/engines/profile.json`` (written by ``edgegen export --backend
@@ -123,7 +136,7 @@ def _tensorrt_components(artifact: Artifact, names: list[str], precision: str) -
             plan, _ = fp16_engine(cache, onnx_path, profiles=profiles, feeds=_probe_feeds(inputs, profiles))
         else:
             plan = cache.get(onnx_path, precision=precision, profiles=profiles)
-        engines[name] = TimedEngine(name, TensorRTEngine(plan, precision=precision))
+        engines[name] = TensorRTEngine(plan, precision=precision)
     return engines
 
 

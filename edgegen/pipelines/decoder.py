@@ -9,7 +9,7 @@ import numpy as np
 from ..artifact import Artifact
 from ..errors import EngineInputError
 from ..images import to_unit_range
-from .base import Generation, load_components, reset, timings
+from .base import EngineHook, Generation, load_components, reset, timings
 
 
 class DecoderPipeline:
@@ -19,10 +19,11 @@ class DecoderPipeline:
     """
 
     def __init__(self, artifact: Artifact, *, backend: str | None = None, precision: str | None = None,
-                 device: str | None = None):
+                 device: str | None = None, engine_hook: EngineHook | None = None):
         self.artifact = artifact
         self.component = "generator" if artifact.family == "generator" else "vae_decoder"
-        self.engines = load_components(artifact, [self.component], backend=backend, precision=precision, device=device)
+        self.engines = load_components(artifact, [self.component], backend=backend, precision=precision, device=device,
+                                       engine_hook=engine_hook)
         self.engine = self.engines[self.component]
         self.backend = self.engine.engine.backend
         self.precision = self.engine.engine.precision

@@ -19,7 +19,7 @@ from ..images import to_unit_range
 from ..samplers import SamplingPlan, gaussian_noise
 from ..schedules import NoiseSchedule
 from ..tokenizer import ClipTokenizer
-from .base import Generation, load_components, reset, timings
+from .base import EngineHook, Generation, load_components, reset, timings
 
 # The sampler a scheduler config's own class corresponds to, when none is asked for.
 _DEFAULT_SAMPLER = {"DDPMScheduler": "ddpm", "DDIMScheduler": "ddim", "EulerDiscreteScheduler": "euler",
@@ -34,12 +34,13 @@ class DiffusionPipeline:
     """
 
     def __init__(self, artifact: Artifact, *, backend: str | None = None, precision: str | None = None,
-                 device: str | None = None):
+                 device: str | None = None, engine_hook: EngineHook | None = None):
         m = artifact.manifest
         self.artifact = artifact
         self.text_to_image = artifact.family == "stable-diffusion"
         names = ["text_encoder", "unet", "vae_decoder"] if self.text_to_image else ["unet"]
-        self.engines = load_components(artifact, names, backend=backend, precision=precision, device=device)
+        self.engines = load_components(artifact, names, backend=backend, precision=precision, device=device,
+                                       engine_hook=engine_hook)
         self.unet = self.engines["unet"]
         self.backend = self.unet.engine.backend
         self.precision = self.unet.engine.precision

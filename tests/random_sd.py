@@ -1,9 +1,11 @@
 """Random-init Stable Diffusion pipelines built locally (no downloads), in three sizes.
 
-Used by tests (``tiny``), the ``sd_small`` benchmark (``small``, ~50M-param U-Net) and the
-``sd15_size`` benchmark (``sd15``: the SD 1.5 architecture at full size, 860M-param U-Net).
-Their images are noise: the weights are random. They exist to exercise export, runtime and
-speed on the real architecture.
+Used by tests (``tiny``, the ``tiny_sd_dir`` fixture), the ``sd_small`` benchmark (``small``,
+~50M-param U-Net) and the ``sd15_size`` benchmark (``sd15``: the SD 1.5 architecture at full
+size, 860M-param U-Net); benchmarks import it from here (``benchmarks/common.py`` puts
+``tests/`` on ``sys.path``). Their images are noise: the weights are random. They exist to
+exercise export, runtime and speed on the real architecture. Needs torch, diffusers and
+transformers (the export extra); not part of the edgegen package.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def build_random_sd(out: str | Path, preset: str = "tiny", seed: int = 0) -> Pat
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from .diffusers import quiet_hugging_face
+    from edgegen.export.diffusers import quiet_hugging_face
 
     quiet_hugging_face()
     cfg = PRESETS[preset]

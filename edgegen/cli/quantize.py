@@ -1,0 +1,75 @@
+"""`edgegen quantize`: an artifact -> a new artifact with INT8 variants (no torch needed).
+
+Also home of the INT8 options `edgegen export --int8` shares (same flags, same help panels).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..types import Backend
+from .common import progress_bar, reported, stdout
+
+CALIBRATION = "INT8 calibration"
+GATE = "INT8 quality and speed gates"
+
+ForceInt8 = Annotated[bool, typer.Option("--force-int8", rich_help_panel=GATE,
+                                         help="Keep INT8 even where it is not faster than FP32.")]
+CalibrationSamples = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=CALIBRATION,
+                                                           help="Calibration size (images sampled / inputs drawn).")]
+CalibrationPrompts = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, rich_help_panel=CALIBRATION,
+                                                            help="SD: calibration prompts, one per line.")]
+CalibrationData = Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, rich_help_panel=CALIBRATION,
+                                                         help="Directory of .npy/.npz calibration feeds.")]
+CalibrationSampler = Annotated[str, typer.Option(rich_help_panel=CALIBRATION,
+                                                 help="Diffusion: sampler of the recorded FP32 trajectory.")]
+CalibrationSteps = Annotated[int, typer.Option(min=1, rich_help_panel=CALIBRATION,
+                                               help="Diffusion: steps of the recorded trajectory.")]
+GateSamples = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=GATE,
+                                                    help="Images compared by the INT8 quality gate.")]
+MinPsnr = Annotated[Optional[float], typer.Option(rich_help_panel=GATE,
+                                                  help="Minimum median PSNR (dB), INT8 vs FP32 on the same inputs.")]
+MinSsim = Annotated[Optional[float], typer.Option(rich_help_panel=GATE, help="Minimum mean SSIM, INT8 vs FP32.")]
+MaxStepError = Annotated[Optional[float], typer.Option(rich_help_panel=GATE,
+                                                       help="Diffusion: maximum U-Net relative error, averaged over steps.")]
+
+
+def int8_options(backend: Backend, seed: int, flags: dict):
+    """:class:`~edgegen.calibration.int8.Int8Options` from a command's INT8 flags (by parameter name)."""
+    from ..calibration.int8 import Int8Options
+
+    return Int8Options(backend=backend, seed=seed, samples=flags["calibration_samples"],
+                       prompts=flags["calibration_prompts"], calibration_data=flags["calibration_data"],
+                       sampler=flags["calibration_sampler"], steps=flags["calibration_steps"],
+                       gate_samples=flags["gate_samples"], min_psnr=flags["min_psnr"], min_ssim=flags["min_ssim"],
+                       max_step_error=flags["max_step_error"], force=flags["force_int8"])
+
+
+def quantize(
+    artifact: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="FP32 artifact directory.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Artifact to write (default: replace ARTIFACT, atomically).")] = None,
+    backend: Annotated[Backend, typer.Option(help="Quantizer: openvino (NNCF -> IR) or onnxruntime (QDQ ONNX, also what TensorRT builds INT8 engines from).")] = Backend.openvino,
+    seed: Annotated[int, typer.Option(help="Seed of calibration; the gate uses disjoint seeds.")] = 0,
+    force_int8: ForceInt8 = False,
+    calibration_samples: CalibrationSamples = None,
+    calibration_prompts: CalibrationPrompts = None,
+    calibration_data: CalibrationData = None,
+    calibration_sampler: CalibrationSampler = "ddim",
+    calibration_steps: CalibrationSteps = 20,
+    gate_samples: GateSamples = None,
+    min_psnr: MinPsnr = None,
+    min_ssim: MinSsim = None,
+    max_step_error: MaxStepError = None,
+) -> None:
+    """Add INT8 variants to an artifact: calibrated on its FP32 trajectory, quality- and speed-gated."""
+    from ..calibration.int8 import quantize as quantize_artifact
+
+    flags = dict(locals())
+    with reported():
+        options = int8_options(backend, seed, flags)
+        with progress_bar() as progress:
+            path = quantize_artifact(artifact, out or artifact, options=options, progress=progress)
+        stdout(f"wrote {path}")
