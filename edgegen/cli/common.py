@@ -69,8 +69,8 @@ def progress_printer(prefix: str = ""):
 def progress_bar() -> Iterator["ProgressCallback"]:
     """A :data:`edgegen.progress.ProgressCallback` drawn as rich progress bars with ETA on stderr.
 
-    Each distinct stage label gets its own line; a call with ``total=None`` shows a spinner line
-    (a message), a call with a total a bar with elapsed time and ETA.
+    Each distinct stage label with a total gets its own bar with elapsed time and ETA; a call
+    with ``total=None`` (a message) is printed whole above the bars.
     """
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -82,6 +82,11 @@ def progress_bar() -> Iterator["ProgressCallback"]:
     tasks: dict[str, int] = {}
     with Progress(*columns, console=console, transient=False) as bar:
         def report(stage: str, done: int = 0, total: int | None = None) -> None:
+            if total is None and stage not in tasks:
+                # A message: printed whole above the bars (a task line would be cut to the
+                # terminal's width and spin forever).
+                bar.console.print(stage, markup=False, highlight=False, soft_wrap=True)
+                return
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
