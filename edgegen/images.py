@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -22,25 +20,28 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return (np.clip(images, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
-def save_png(path: str | Path, image: np.ndarray, text: Mapping[str, str] | None = None) -> Path:
-    """Write one (H, W, C) uint8 image (C = 1 or 3) as PNG, atomically, with tEXt chunks."""
+def png_bytes(image: np.ndarray, text: Mapping[str, str] | None = None) -> bytes:
+    """Encode one (H, W, C) uint8 image (C = 1 or 3) as PNG bytes with tEXt chunks (keys and
+    values as ``str``), the encoding :func:`save_png` writes and ``edgegen serve`` returns."""
+    import io
+
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    path = Path(path)
     info = PngInfo()
     for key, value in (text or {}).items():
         info.add_text(str(key), str(value))
     pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        pil.save(tmp, format="PNG", pnginfo=info)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def save_png(path: str | Path, image: np.ndarray, text: Mapping[str, str] | None = None) -> Path:
+    """Write one (H, W, C) uint8 image (C = 1 or 3) as PNG, atomically, with tEXt chunks."""
+    from .atomic import write_bytes_atomic
+
+    return write_bytes_atomic(path, png_bytes(image, text))
 
 
 def grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:

@@ -15,6 +15,7 @@ from .demo import demo
 from .export import export
 from .quantize import quantize
 from .run import run
+from .serve import serve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export, quantize and run image generators on edge engines.")
@@ -35,6 +36,7 @@ app.command(help="Generate images from an artifact (numpy runtime; never imports
 app.command(help="Measure latency, memory and quality of artifacts; write JSON / Markdown / HTML reports.")(bench)
 app.command(help="Record calibration feeds from an artifact's FP32 trajectory.")(calibrate)
 app.command(help="Export, quantize, run and measure the bundled digit models (needs the export extra).")(demo)
+app.command(help="Serve artifacts with an OpenAI-compatible images API on Ray Serve (needs the serve extra).")(serve)
 
 
 def main() -> None:

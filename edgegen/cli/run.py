@@ -57,12 +57,22 @@ def run(
     precision: Annotated[Optional[Precision], typer.Option(help="Compute precision; default as stored (bf16: OpenVINO on fp32 files).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per engine batch.")] = 64,
     device: Annotated[Optional[str], typer.Option(help="Backend device: CPU (OpenVINO); cpu, cuda or tensorrt (ONNX Runtime execution provider).")] = None,
+    prompts: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="With --ray: a file of prompts (class-conditional models: labels), one request per line, seeds --seed + line number.")] = None,
+    jobs: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="With --ray: a JSONL file of requests (the fields of POST /v1/images/generations).")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Run --prompts / --jobs as a resumable Ray job: PNGs plus index.jsonl in --out (needs the serve extra).")] = False,
+    address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (host:port or 'auto'); default: a local one.")] = None,
 ) -> None:
     """Generate images from an artifact and write them as PNGs."""
     from rich.progress import Progress
 
     from ..pipelines import DecoderPipeline, Pipeline
 
+    if ray or prompts or jobs:
+        _ray_job(artifact, out, prompts, jobs, address, backend, precision, ray, dict(
+            prompt=prompt, negative_prompt=negative_prompt, steps=steps, sampler=sampler.value if sampler else None,
+            guidance_scale=guidance_scale, seed=seed, n=num_images, class_label=class_label,
+            size=f"{width}x{height}" if width and height else None))
+        return
     with reported():
         interval = None if guidance_interval in (None, "all") else parse_range(guidance_interval, "--guidance-interval")
         pipe = Pipeline.load(artifact, backend=backend.value if backend else None,
@@ -94,3 +104,16 @@ def run(
         stdout(f"wrote {len(written)} image(s) to {out} in {total:.2f} s "
                f"({100 * (total - engine) / max(total, 1e-9):.1f}% outside engines, backend {pipe.backend}, "
                f"precision {pipe.precision})")
+
+
+def _ray_job(artifact, out, prompts, jobs, address, backend, precision, use_ray, defaults) -> None:
+    """The --ray branch: one call into edgegen.serve.jobs (the serve extra)."""
+    from ..serve.jobs import job_from_cli
+    from .common import progress_bar
+
+    with reported(), progress_bar() as progress:
+        summary = job_from_cli(artifact, out, prompts=prompts, jobs=jobs, address=address,
+                               backend=backend.value if backend else None,
+                               precision=precision.value if precision else None, defaults=defaults, use_ray=use_ray,
+                               progress=progress)
+    stdout(summary.line())
