@@ -1,0 +1,158 @@
+"""The serve_load suite: `edgegen serve` under load on a local Ray cluster, against `edgegen run`'s
+way of working (one process, one pipeline call per request) on the same requests.
+
+    python benchmarks/serve_load.py [--requests 32] [--address HOST:PORT]
+
+For the bundled digit U-Net (32 px, DDIM 20 steps, CFG 3) and the small random SD (51M-param
+U-Net, 64 px, DDIM 4 steps, CFG 7.5): N requests (one image each, distinct seeds) at concurrency
+1, 4 and 16, against 1 and 2 replicas, with batching off (max batch 1) and on (max batch 8).
+Reports throughput (images/s), p50 / p99 latency, answered / sent (must be equal), and each
+figure's ratio to the one-process baseline; writes results/serve_load.json.
+
+With ``--address`` the same command runs against a multi-node cluster (see docs/serve.md); the
+artifacts must then exist at the same path on every node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+from common import CACHE, random_sd_artifact, save_result
+
+CONCURRENCY = (1, 4, 16)
+LAYOUTS = [(1, 1), (1, 8), (2, 1), (2, 8)]  # (replicas, max batch size)
+MODELS = {"digits": {"steps": 20, "sampler": "ddim", "guidance_scale": 3.0},
+          "sd-small": {"steps": 4, "sampler": "ddim", "guidance_scale": 7.5, "size": "64x64", "prompt": "a lighthouse"}}
+
+
+def artifacts() -> dict:
+    from edgegen.demo import export_zoo
+
+    zoo = CACHE / "zoo"
+    if not (zoo / "digits-diffusion" / "edgegen.json").exists():
+        export_zoo(zoo, int8=False, progress=lambda m: print(f"  [export] {m}", flush=True))
+    return {"digits": zoo / "digits-diffusion", "sd-small": random_sd_artifact("small")}
+
+
+def bodies(model: str, n: int) -> list[dict]:
+    labels = model == "digits"
+    return [{"model": model, "seed": i, **MODELS[model], **({"class_label": i % 10} if labels else {})}
+            for i in range(n)]
+
+
+def one_process(path, model: str, n: int) -> dict:
+    """The baseline: `edgegen run`'s loop, one pipeline call per request, in this process."""
+    from edgegen import Pipeline
+    from edgegen.serve.generate import generate
+    from edgegen.serve.requests import ModelCard, parse_request
+
+    card = ModelCard.from_artifact(model, path)
+    cards = {model: card}
+    pipe = Pipeline.load(path)
+    requests = [parse_request(b, cards) for b in bodies(model, n)]
+    generate(pipe, card, requests[:1])  # warm-up, as a replica's first request
+    start = time.perf_counter()
+    for request in requests:
+        generate(pipe, card, [request])
+    seconds = time.perf_counter() - start
+    return {"images_per_s": n / seconds, "seconds_per_image": seconds / n}
+
+
+def post(url: str, body: dict) -> tuple[int, float]:
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(f"{url}/images/generations", data=data, headers={"Content-Type": "application/json"})
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=300) as resp:
+            resp.read()
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except OSError:
+        status = 0  # no HTTP answer at all: counted as not answered
+    return status, time.perf_counter() - start
+
+
+def load(url: str, requests: list[dict], concurrency: int) -> dict:
+    """Send every request with ``concurrency`` in flight (a bounded client, not part of the service)."""
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        answers = list(pool.map(lambda b: post(url, b), requests))
+    seconds = time.perf_counter() - start
+    ok = [latency for status, latency in answers if status == 200]
+    return {"concurrency": concurrency, "sent": len(requests), "answered": sum(1 for s, _ in answers if s),
+            "ok": len(ok), "statuses": sorted({s for s, _ in answers}), "seconds": seconds,
+            "images_per_s": len(ok) / seconds, "p50_s": float(np.percentile(ok, 50)) if ok else None,
+            "p99_s": float(np.percentile(ok, 99)) if ok else None}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=32, help="requests per measurement (N)")
+    parser.add_argument("--address", default=None, help="Ray cluster to join; default: a local one (2 CPUs)")
+    parser.add_argument("--models", default="digits,sd-small")
+    args = parser.parse_args()
+    import ray
+    from ray import serve
+
+    from edgegen.serve.app import ServeOptions, start
+    from edgegen.serve.requests import ModelCard
+
+    paths = artifacts()
+    rows, baselines = [], {}
+    models = args.models.split(",")
+    for model in models:
+        baselines[model] = one_process(paths[model], model, args.requests)
+        print(f"{model}: one process {baselines[model]['images_per_s']:.2f} images/s", flush=True)
+    if args.address:
+        ray.init(address=args.address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=2, object_store_memory=200 * 2**20, include_dashboard=False, log_to_driver=False)
+    port = free_port()
+    try:
+        for model in models:
+            card = {model: ModelCard.from_artifact(model, paths[model])}
+            for replicas, batch in LAYOUTS:
+                options = ServeOptions(replicas=replicas, max_batch_size=batch, batch_wait_s=0.005,
+                                       max_ongoing_requests=max(batch, 1), max_queued_requests=-1, replica_cpus=0)
+                url = start(card, options, port=port)
+                post(url, bodies(model, 1)[0])  # every replica loads at deploy; this warms one
+                for concurrency in CONCURRENCY:
+                    row = load(url, bodies(model, args.requests), concurrency)
+                    row.update(model=model, replicas=replicas, max_batch_size=batch,
+                               throughput_ratio=row["images_per_s"] / baselines[model]["images_per_s"],
+                               p50_ratio=row["p50_s"] / baselines[model]["seconds_per_image"] if row["p50_s"] else None)
+                    rows.append(row)
+                    print(f"{model:8s} replicas {replicas} batch {batch} conc {concurrency:2d}: "
+                          f"{row['images_per_s']:.2f} images/s ({row['throughput_ratio']:.2f}x one process), "
+                          f"p50 {row['p50_s']:.3f} s p99 {row['p99_s']:.3f} s, answered {row['answered']}/{row['sent']}",
+                          flush=True)
+                serve.delete("edgegen")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    lost = [r for r in rows if r["answered"] != r["sent"]]
+    print(f"answered == sent in {len(rows) - len(lost)} of {len(rows)} measurements")
+    path = save_result("serve_load", {"requests": args.requests, "models": MODELS, "baseline_one_process": baselines,
+                                      "results": rows})
+    print(f"results: {path}")
+    sys.exit(1 if lost else 0)
+
+
+if __name__ == "__main__":
+    main()
