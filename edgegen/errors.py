@@ -52,13 +52,19 @@ class ExportError(EdgegenError):
     """Exporting a model failed for a reason the user can act on."""
 
 
+class InputError(EdgegenError, ValueError):
+    """A value the user gave (an option, an array file) is malformed, out of range, or does not
+    apply to the artifact. The message names the option as the user typed it (``--height``)."""
+
+
 class NonFiniteError(EdgegenError, ArithmeticError):
     """A tensor that must be finite holds NaN or Inf: an engine's input or output, or a user's array.
 
     Attributes:
         component: the engine (model file) or option at fault, e.g. ``"unet.onnx"``.
         tensor: the tensor's name, e.g. ``"noise_pred"``.
-        role: ``"input"`` (fed by the caller) or ``"output"`` (computed by the engine).
+        role: ``"input"`` (fed by the caller) or ``"output"`` (computed by the engine); ``""``
+            with ``tensor=""`` for a user's array (the component then names it).
         step: the sampling step (1-based) where known, else None.
     """
 
@@ -67,9 +73,10 @@ class NonFiniteError(EdgegenError, ArithmeticError):
         self.component, self.tensor, self.role, self.detail = component, tensor, role, detail
         self.step, self.steps = step, steps
         where = "" if step is None else f" at step {step}" + (f"/{steps}" if steps else "")
-        cause = ("the engine computed it from finite inputs" if role == "output"
-                 else "the caller fed it; the engine was not run")
-        super().__init__(f"{component}{where}: {role} '{tensor}' expects finite values, got {detail} ({cause})")
+        cause = {"output": " (the engine computed it from finite inputs)",
+                 "input": " (the caller fed it; the engine was not run)"}.get(role, "")
+        what = f"{role} '{tensor}' expects" if tensor else "expected"
+        super().__init__(f"{component}{where}: {what} finite values, got {detail}{cause}")
 
     def at_step(self, step: int, steps: int | None = None) -> "NonFiniteError":
         """The same error, naming the sampling step where it happened."""

@@ -1,7 +1,13 @@
-"""`edgegen run`: generate images from an artifact with the numpy runtime (never imports torch)."""
+"""`edgegen run`: generate images from an artifact with the numpy runtime (never imports torch).
+
+Every option is checked against the artifact before an engine is loaded (``_check_*`` below;
+what is refused and why is in ``docs/validation.md``). Messages name the flag as typed.
+"""
 
 from __future__ import annotations
 
+import math
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -9,8 +15,11 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from ..errors import EdgegenError
+from ..errors import EdgegenError, EngineInputError, InputError, NonFiniteError
 from .common import Backend, console, parse_range, reported, stdout
+
+MAX_IMAGES = 100_000  # per run; more is a typo (1e12 images would fill the disk long before it ends)
+DEFAULTS = {"steps": 50, "eta": 0.0, "guidance_scale": 7.5}
 
 
 class SamplerName(str, Enum):
@@ -27,28 +36,19 @@ class Precision(str, Enum):
     int8 = "int8"
 
 
-def _load_npy(path: Optional[Path], flag: str) -> Optional[np.ndarray]:
-    if path is None:
-        return None
-    try:
-        return np.load(path)
-    except (OSError, ValueError) as exc:
-        raise EdgegenError(f"{flag}: expected a .npy array file, could not read '{path}' ({exc})") from exc
-
-
 def run(
     artifact: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Artifact directory from `edgegen export`.")],
     out: Annotated[Path, typer.Option("--out", help="Directory for the PNGs.")],
-    prompt: Annotated[Optional[str], typer.Option(help="Text prompt (Stable Diffusion), or a class name (class-conditional U-Net).")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Text prompt (Stable Diffusion; required, '' for an unconditional sample), or a class name (class-conditional U-Net).")] = None,
     class_label: Annotated[Optional[int], typer.Option(help="Class label (class-conditional U-Net); default: cycle through the classes.")] = None,
     negative_prompt: Annotated[Optional[str], typer.Option(help="Negative prompt (Stable Diffusion).")] = None,
-    steps: Annotated[int, typer.Option(help="Number of sampling steps (diffusion).")] = 50,
+    steps: Annotated[Optional[int], typer.Option(help="Number of sampling steps (diffusion). [default: 50]")] = None,
     sampler: Annotated[Optional[SamplerName], typer.Option(help="Sampler; default from the scheduler config.")] = None,
-    eta: Annotated[float, typer.Option(help="DDIM eta (0 = deterministic); euler-a uses 1 when 0.")] = 0.0,
-    guidance_scale: Annotated[float, typer.Option(help="Classifier-free guidance scale (1 = off).")] = 7.5,
+    eta: Annotated[Optional[float], typer.Option(help="DDIM eta >= 0 (0 = deterministic); euler-a uses 1 when 0. [default: 0]")] = None,
+    guidance_scale: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (1 = off). [default: 7.5]")] = None,
     guidance_interval: Annotated[Optional[str], typer.Option(help="Class-conditional U-Nets: LO,HI sigma range where guidance applies, or 'all'; default the artifact's.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial noise and sampler noise.")] = 0,
-    num_images: Annotated[int, typer.Option(min=1, help="Images to generate.")] = 1,
+    num_images: Annotated[Optional[int], typer.Option(help=f"Images to generate (1..{MAX_IMAGES}); default 1, or the batch of --init-noise / --latents.")] = None,
     height: Annotated[Optional[int], typer.Option(help="Image height in pixels (SD, VAE decoder).")] = None,
     width: Annotated[Optional[int], typer.Option(help="Image width in pixels (SD, VAE decoder).")] = None,
     init_noise: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="(B,C,h,w) float32 .npy initial noise, N(0,I).")] = None,
@@ -63,47 +63,304 @@ def run(
     address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (host:port or 'auto'); default: a local one.")] = None,
 ) -> None:
     """Generate images from an artifact and write them as PNGs."""
-    from rich.progress import Progress
-
+    from ..artifact import Artifact
     from ..pipelines import DecoderPipeline, Pipeline
 
     if ray or prompts or jobs:
         _ray_job(artifact, out, prompts, jobs, address, backend, precision, ray, dict(
-            prompt=prompt, negative_prompt=negative_prompt, steps=steps, sampler=sampler.value if sampler else None,
-            guidance_scale=guidance_scale, seed=seed, n=num_images, class_label=class_label,
-            size=f"{width}x{height}" if width and height else None))
+            prompt=prompt, negative_prompt=negative_prompt, steps=steps or DEFAULTS["steps"],
+            sampler=sampler.value if sampler else None,
+            guidance_scale=DEFAULTS["guidance_scale"] if guidance_scale is None else guidance_scale, seed=seed,
+            n=num_images or 1, class_label=class_label, size=f"{width}x{height}" if width and height else None))
         return
     with reported():
+        art = Artifact.load(artifact)
+        given = {"--prompt": prompt, "--negative-prompt": negative_prompt, "--class-label": class_label,
+                 "--steps": steps, "--sampler": sampler, "--eta": eta, "--guidance-scale": guidance_scale,
+                 "--guidance-interval": guidance_interval, "--init-noise": init_noise, "--latents": latents,
+                 "--height": height, "--width": width}
+        _check_applies(art, {flag: value for flag, value in given.items() if value is not None})
+        _check_values(art, out=out, prompt=prompt, negative_prompt=negative_prompt, class_label=class_label, steps=steps,
+                      eta=eta, guidance_scale=guidance_scale, seed=seed, num_images=num_images,
+                      precision=precision.value if precision else None, backend=backend.value if backend else None)
+        size = _check_size(art, height, width)
+        array_flag = "--latents" if latents is not None else "--init-noise"
+        array = _load_array(latents if latents is not None else init_noise, array_flag)
+        if array is not None:
+            _check_array(art, array, array_flag, size, sized=height is not None or width is not None)
+            num_images = _check_batch(array, array_flag, num_images)
+            if art.family == "vae-decoder" and height is None and width is None:
+                f = int(art.manifest["latent"].get("scale_factor", 8))
+                size = (array.shape[2] * f, array.shape[3] * f)  # the latents set the size
+        num_images = num_images or 1
+        batch = array.shape[0] if array is not None else min(batch_size, num_images)
+        _check_memory(art, size, batch, backend.value if backend else None)
         interval = None if guidance_interval in (None, "all") else parse_range(guidance_interval, "--guidance-interval")
         pipe = Pipeline.load(artifact, backend=backend.value if backend else None,
                              precision=precision.value if precision else None, device=device)
-        written, total, engine = [], 0.0, 0.0
+        batches = [(0, array.shape[0])] if array is not None else [
+            (i, min(batch_size, num_images - i)) for i in range(0, num_images, batch_size)]
         if isinstance(pipe, DecoderPipeline):
-            given = _load_npy(latents, "--latents")
-            result = pipe(num_images=num_images, seed=seed, latents=given, height=height, width=width)
-            results = [result]
+            def call(start, count, callback):
+                return pipe(num_images=count, seed=seed + start, latents=array, height=height, width=width)
         else:
-            noise = _load_npy(init_noise, "--init-noise")
-            batches = [(0, noise.shape[0])] if noise is not None else [
-                (i, min(batch_size, num_images - i)) for i in range(0, num_images, batch_size)]
-            results = []
-            with Progress(console=console, transient=True) as bar:
-                task = bar.add_task("sampling", total=steps * len(batches))
-                for start, count in batches:
-                    results.append(pipe(prompt, negative_prompt=negative_prompt, num_inference_steps=steps,
-                                        sampler=sampler.value if sampler else None, eta=eta,
-                                        guidance_scale=guidance_scale, seed=seed + start, num_images=count,
-                                        height=height, width=width, init_noise=noise,
-                                        **({"class_label": class_label} if class_label is not None else {}),
-                                        **({"guidance_interval": interval} if guidance_interval else {}),
-                                        callback=lambda i, x: bar.advance(task)))
-        for index, result in enumerate(results):
-            written += result.save(out, prefix=f"image-{index:03d}")
-            total += result.timings["total_s"]
-            engine += result.timings["engine_s"]
+            options = dict(negative_prompt=negative_prompt, num_inference_steps=steps or DEFAULTS["steps"],
+                           sampler=sampler.value if sampler else None, eta=DEFAULTS["eta"] if eta is None else eta,
+                           guidance_scale=DEFAULTS["guidance_scale"] if guidance_scale is None else guidance_scale,
+                           height=height, width=width, init_noise=array,
+                           **({"class_label": class_label} if class_label is not None else {}),
+                           **({"guidance_interval": interval} if guidance_interval else {}))
+
+            def call(start, count, callback):
+                return pipe(prompt, seed=seed + start, num_images=count, callback=callback, **options)
+        written, total, engine = _generate(call, batches, steps or DEFAULTS["steps"], out,
+                                           diffusion=not isinstance(pipe, DecoderPipeline))
         stdout(f"wrote {len(written)} image(s) to {out} in {total:.2f} s "
                f"({100 * (total - engine) / max(total, 1e-9):.1f}% outside engines, backend {pipe.backend}, "
                f"precision {pipe.precision})")
+
+
+def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, diffusion: bool):
+    """Run the batches, each written as soon as it is done and found finite; returns
+    (paths, total seconds, engine seconds)."""
+    from rich.progress import Progress
+
+    from ..runtimes.base import nonfinite_detail
+
+    written, total, engine = [], 0.0, 0.0
+    with Progress(console=console, transient=True, disable=not diffusion) as bar:
+        task = bar.add_task("sampling", total=steps * len(batches))
+        for index, (start, count) in enumerate(batches):
+            done = [0]
+
+            def advance(i, x, done=done):
+                done[0] += 1
+                bar.advance(task)
+
+            try:
+                result = call(start, count, advance)
+            except NonFiniteError as exc:
+                if diffusion and "'unet" in exc.component and exc.step is None:
+                    raise exc.at_step(done[0] + 1, steps) from None
+                raise
+            detail = nonfinite_detail(result.images)
+            if detail:
+                raise NonFiniteError("the generated images", "", "", f"{detail}; nothing was written for this batch")
+            written += result.save(out, prefix=f"image-{index:03d}")
+            total += result.timings["total_s"]
+            engine += result.timings["engine_s"]
+    return written, total, engine
+
+
+def _kind(art) -> str:
+    """The artifact's family, with U-Nets split into class-conditional and unconditional."""
+    if art.family == "unet":
+        return "unet-class" if art.manifest.get("conditioning") else "unet"
+    return art.family
+
+
+# Which options apply to which kind of artifact; any other combination is refused, not ignored.
+_APPLIES = {
+    "--prompt": {"stable-diffusion", "unet-class"},
+    "--negative-prompt": {"stable-diffusion"},
+    "--class-label": {"unet-class"},
+    "--steps": {"stable-diffusion", "unet", "unet-class"},
+    "--sampler": {"stable-diffusion", "unet", "unet-class"},
+    "--eta": {"stable-diffusion", "unet", "unet-class"},
+    "--guidance-scale": {"stable-diffusion", "unet-class"},
+    "--guidance-interval": {"unet-class"},
+    "--init-noise": {"stable-diffusion", "unet", "unet-class"},
+    "--latents": {"generator", "vae-decoder"},
+    "--height": {"stable-diffusion", "vae-decoder"},
+    "--width": {"stable-diffusion", "vae-decoder"},
+}
+_KIND_NAMES = {"stable-diffusion": "a Stable Diffusion", "unet": "an unconditional U-Net",
+               "unet-class": "a class-conditional U-Net", "generator": "a generator", "vae-decoder": "a VAE decoder"}
+
+
+def _check_applies(art, given: dict) -> None:
+    """Refuse options that do not apply to this artifact (they would be silently ignored)."""
+    kind = _kind(art)
+    for flag, value in given.items():
+        if kind not in _APPLIES[flag]:
+            where = ", ".join(sorted(_KIND_NAMES[k].split(" ", 1)[1] for k in _APPLIES[flag]))
+            fixed = " (its image size is fixed)" if flag in ("--height", "--width") else ""
+            raise InputError(f"{flag}: does not apply to {_KIND_NAMES[kind]} artifact{fixed} (applies to: {where}); "
+                             f"got {flag} {value}")
+    if kind == "stable-diffusion" and given.get("--prompt") is None:
+        raise InputError("--prompt: a Stable Diffusion artifact needs a prompt, got none "
+                         "(pass --prompt '' for an unconditional sample)")
+
+
+def _check_text(value: str | None, flag: str) -> None:
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8", "surrogateescape")[:40]
+        raise InputError(f"{flag}: expected UTF-8 text, got bytes that are not UTF-8 ({raw!r})") from None
+
+
+def _check_values(art, *, out: Path, prompt, negative_prompt, class_label, steps, eta, guidance_scale, seed,
+                  num_images, precision, backend) -> None:
+    """Ranges of the scalar options, and what the artifact offers (variants, classes, steps)."""
+    _check_text(prompt, "--prompt")
+    _check_text(negative_prompt, "--negative-prompt")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out: expected a directory (new or existing), got an existing file '{out}'")
+    if seed < 0:
+        raise InputError(f"--seed: expected an integer >= 0, got {seed}")
+    if num_images is not None and not 1 <= num_images <= MAX_IMAGES:
+        raise InputError(f"--num-images: expected 1..{MAX_IMAGES} (split larger jobs with --seed), got {num_images}")
+    if eta is not None and not (math.isfinite(eta) and eta >= 0):
+        raise InputError(f"--eta: expected a finite number >= 0, got {eta}")
+    if guidance_scale is not None and not math.isfinite(guidance_scale):
+        raise InputError(f"--guidance-scale: expected a finite number, got {guidance_scale}")
+    if steps is not None:
+        total = int(art.manifest.get("scheduler", {}).get("num_train_timesteps", 1000))
+        if not 1 <= steps <= total:
+            raise InputError(f"--steps: expected 1..{total} (the scheduler's training timesteps), got {steps}")
+    if class_label is not None:
+        n = int(art.manifest["conditioning"]["num_classes"])
+        if not 0 <= class_label < n:
+            raise InputError(f"--class-label: expected 0..{n - 1}, got {class_label}")
+    if precision in ("int8", "fp16") and not (backend == "tensorrt" and precision == "fp16"):
+        comps = art.manifest.get("components", {})
+        if not any(precision in c.get("variants", {}) or c.get("precision") == precision for c in comps.values()):
+            have = sorted({c.get("precision", "fp32") for c in comps.values()}
+                          | {p for c in comps.values() for p in c.get("variants", {})})
+            raise InputError(f"--precision {precision}: this artifact has no {precision.upper()} variant (has "
+                             f"{', '.join(have)}); export it with --int8" if precision == "int8" else
+                             f"--precision {precision}: this artifact has no {precision} variant (has {', '.join(have)})")
+
+
+def _check_size(art, height: int | None, width: int | None) -> tuple[int, int] | None:
+    """(height, width) in pixels for artifacts of variable size (None for fixed-size ones).
+
+    Refuses sizes <= 0 or not a multiple of the latent scale factor; whether the U-Net's
+    down/up-sampling can take the size is checked with the memory (:func:`_check_memory`)."""
+    if art.family not in ("stable-diffusion", "vae-decoder"):
+        return None
+    image, latent = art.manifest["image"], art.manifest["latent"]
+    f = int(latent.get("scale_factor", 8))
+    for flag, value in (("--height", height), ("--width", width)):
+        if value is not None and (value <= 0 or value % f):
+            raise InputError(f"{flag}: expected a positive multiple of {f} (the VAE's scale factor), got {value}")
+    return (height or int(image["height"]), width or int(image["width"]))
+
+
+def _load_array(path: Optional[Path], flag: str) -> Optional[np.ndarray]:
+    """A ``.npy`` file holding one numeric array (no pickles, no ``.npz`` archives)."""
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head[:4] == b"PK\x03\x04":
+        with np.load(path) as archive:
+            names = list(archive.files)
+        raise InputError(f"{flag}: expected a .npy file holding one array, got a .npz archive '{path}' "
+                         f"(arrays {names}); save one with np.save")
+    if head != b"\x93NUMPY":
+        what = "an empty file" if not head else "a file that does not start with the .npy magic bytes"
+        raise InputError(f"{flag}: expected a .npy file (np.save), got {what} '{path}'")
+    try:
+        value = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{flag}: expected a readable .npy array, could not read '{path}' "
+                         f"({type(exc).__name__}: {exc or 'truncated'})") from None
+    return value
+
+
+def _check_array(art, value: np.ndarray, flag: str, size: tuple[int, int] | None, sized: bool) -> None:
+    """dtype (real floats only), non-empty, finite, and the latent shape the artifact expects."""
+    from ..pipelines.decoder import check_latents
+
+    latent = art.manifest["latent"]
+    if "shape" in latent:
+        expected = tuple(int(d) for d in latent["shape"])
+    else:
+        f = int(latent.get("scale_factor", 8))
+        free = art.family == "vae-decoder" and not sized  # the latents set the image size
+        expected = (int(latent["channels"]), *((None, None) if free else (size[0] // f, size[1] // f)))
+    check_latents(value, expected, flag, "" if size is None or None in expected else f" at {size[0]}x{size[1]} px")
+
+
+def _check_batch(array: np.ndarray, flag: str, num_images: int | None) -> int:
+    if num_images is not None and num_images != array.shape[0]:
+        raise InputError(f"--num-images {num_images} conflicts with {flag}, which holds {array.shape[0]} image(s) "
+                         f"(its first dimension); drop --num-images or give a file of {num_images}")
+    return array.shape[0]
+
+
+def _available_memory() -> int | None:
+    """Bytes the kernel says can be allocated without swapping (MemAvailable), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | None) -> None:
+    """Refuse a size the U-Net cannot take, or one whose activations cannot fit in memory.
+
+    Runs OpenVINO's shape inference on the U-Net and VAE decoder at the requested size and batch
+    (:func:`edgegen.runtimes.openvino.activation_estimate`); skipped where OpenVINO is missing,
+    and at the artifact's own size with one image (the export ran it).
+    """
+    import importlib.util
+
+    default = (int(art.manifest["image"]["height"]), int(art.manifest["image"]["width"]))
+    if size is None or (size == default and batch == 1) or importlib.util.find_spec("openvino") is None:
+        return
+    from ..runtimes import default_backend
+    from ..runtimes.openvino import activation_estimate
+
+    f = int(art.manifest["latent"].get("scale_factor", 8))
+    h, w = size[0] // f, size[1] // f
+    rows = 2 * batch if art.family == "stable-diffusion" else batch  # CFG runs both branches
+    feeds = {"unet": ("sample", rows), "vae_decoder": ("latents", batch)}
+    comps = {name: c for name, c in art.manifest.get("components", {}).items() if name in feeds}
+    fused = (backend or default_backend()) == "openvino"
+    best, weights = None, sum(os.path.getsize(art.component_path(name)) for name in art.manifest.get("components", {}))
+    for name, comp in comps.items():
+        tensor, n = feeds[name]
+        shape = (n, int(art.manifest["latent"]["channels"]), h, w)
+        try:
+            est = activation_estimate(art.component_path(name), {tensor: shape}, fused_attention=fused)
+        except EngineInputError:
+            raise InputError(f"--height/--width: this {name.replace('_', ' ')} cannot take {size[0]}x{size[1]} px "
+                             f"(latents {h}x{w}); expected a multiple of {_fitting_multiple(art, name, tensor, n) * f} px"
+                             ) from None
+        if best is None or est.nbytes > best[1].nbytes:
+            best = (name, est)
+    available = _available_memory()
+    if best is None or available is None:
+        return
+    name, est = best
+    need = weights + 2 * est.nbytes
+    if need > available:
+        raise InputError(
+            f"--height/--width {size[0]}x{size[1]} with {batch} image(s) per batch: needs at least {need / 2**30:.1f} GiB "
+            f"(model files {weights / 2**30:.1f} GiB + twice {name}'s largest activation '{est.tensor}' {est.dtype} "
+            f"{est.shape}), this machine has {available / 2**30:.1f} GiB available; use a smaller size or --batch-size")
+
+
+def _fitting_multiple(art, name: str, tensor: str, rows: int) -> int:
+    """The smallest power of two the component's latent size must be a multiple of (by shape inference)."""
+    from ..runtimes.openvino import activation_estimate
+
+    channels = int(art.manifest["latent"]["channels"])
+    for k in range(8):
+        try:
+            activation_estimate(art.component_path(name), {tensor: (rows, channels, 3 << k, 3 << k)})
+            return 1 << k
+        except EngineInputError:
+            continue
+    raise EdgegenError(f"{name}: no latent size of the form 3 * 2^k (k < 8) fits this graph")
 
 
 def _ray_job(artifact, out, prompts, jobs, address, backend, precision, use_ray, defaults) -> None:

@@ -38,17 +38,50 @@ def verify_checkpoint(path: str | Path) -> str:
         except Exception as exc:  # safetensors raises its own error types
             raise ExportError(f"weights '{path}': expected a safetensors file, could not read it ({exc})") from exc
         return sha256_file(path)
+    _check_container(path)
     try:
         torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = _unpickler_reason(exc)
+        if "global" not in reason.lower():
+            raise ExportError(f"weights '{path}': expected a torch checkpoint, got a damaged or foreign pickle "
+                              f"({reason})") from exc
         raise UnsafeCheckpointError(
             f"weights '{path}': expected tensors and plain containers (torch.load weights_only=True), got a "
-            f"pickle that needs arbitrary code ({first}). edgegen does not execute pickled code: re-save the "
+            f"pickle that needs arbitrary code ({reason}). edgegen does not execute pickled code: re-save the "
             "state_dict (torch.save(model.state_dict(), ...)) or convert it to safetensors.") from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise ExportError(f"weights '{path}': expected a torch checkpoint, could not read it ({exc})") from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ExportError(f"weights '{path}': expected a torch checkpoint, could not read it "
+                          f"({_first_line(exc)})") from exc
     return sha256_file(path)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name (never "()")."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _unpickler_reason(exc: pickle.UnpicklingError) -> str:
+    """torch's weights_only refusal wraps the reason in advice; keep the reason."""
+    for line in str(exc).splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].strip()
+    return _first_line(exc)
+
+
+def _check_container(path: Path) -> None:
+    """A torch checkpoint is a zip (``torch.save``) or a pickle (legacy): refuse anything else by
+    its first bytes, so a text or empty file is not reported as an unsafe pickle."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise ExportError(f"weights '{path}': expected a torch checkpoint, got an empty file (0 bytes)")
+    # a zip local header (torch.save), or the PROTO opcode of a pickle of protocol 2 and later (legacy)
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return
+    raise ExportError(f"weights '{path}': expected a torch checkpoint (a zip written by torch.save, or a pickle) "
+                      f"or a .safetensors file, got a file starting with {head!r}")
 
 
 def split_module_spec(spec: str) -> tuple[Path, str]:
@@ -75,8 +108,11 @@ def load_callable(spec: str) -> Callable[..., Any]:
     sys.path.insert(0, str(path.resolve().parent))  # let the user's file import its neighbours
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as exc:
+        raise ExportError(f"--module: importing '{file}' called sys.exit({exc.code!r}); expected a module that "
+                          "defines the callable (guard script code with if __name__ == '__main__')") from None
     except Exception as exc:
-        raise ExportError(f"--module: importing '{file}' failed: {type(exc).__name__}: {exc}") from exc
+        raise ExportError(f"--module: importing '{file}' failed: {type(exc).__name__}: {_first_line(exc)}") from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
     fn = getattr(module, name, None)
@@ -97,8 +133,11 @@ def build_module(spec: str, weights: str | Path | None) -> tuple[torch.nn.Module
     fn = load_callable(spec)
     try:
         module = fn(str(Path(weights).resolve())) if weights is not None else fn()
+    except SystemExit as exc:
+        raise ExportError(f"--module: calling '{spec}' called sys.exit({exc.code!r}); expected it to return a "
+                          "torch.nn.Module") from None
     except Exception as exc:
-        raise ExportError(f"--module: calling '{spec}' failed: {type(exc).__name__}: {exc}") from exc
+        raise ExportError(f"--module: calling '{spec}' failed: {type(exc).__name__}: {_first_line(exc)}") from exc
     if not isinstance(module, torch.nn.Module):
         raise ExportError(f"--module: expected '{spec}' to return a torch.nn.Module, got {type(module).__name__}")
     return module.float().eval(), digest

@@ -175,6 +175,36 @@ def _plan(kind: Kind, opts: ModuleExportOptions) -> tuple[Callable, ComponentSpe
     return _Decoder, spec, fields
 
 
+# The flags that set each kind's input and output shapes, as ``edgegen export`` spells them.
+_SHAPE_FLAGS = {Kind.unet: ("--sample-shape", "sample_shape"),
+                Kind.generator: ("--latent-shape / --image-shape", "latent_shape", "image_shape"),
+                Kind.vae_decoder: ("--latent-channels", "latent_channels")}
+
+
+def _dry_run(wrapped: torch.nn.Module, spec: ComponentSpec, kind: Kind, opts: ModuleExportOptions, seed: int) -> None:
+    """One eager forward at the export's example inputs, before tracing: a shape option that
+    does not fit the model is reported by its flag, not as the tracer's RuntimeError.
+
+    Raises:
+        ExportError: the forward failed, or (unet) returned a shape other than the sample's.
+    """
+    flag, *fields = _SHAPE_FLAGS[kind]
+    given = " ".join(",".join(map(str, getattr(opts, f))) if isinstance(getattr(opts, f), tuple)
+                     else str(getattr(opts, f)) for f in fields)
+    feeds = spec.example(seed)
+    shapes = {name: tuple(v.shape) for name, v in feeds.items()}
+    try:
+        with torch.no_grad():
+            out = _first_tensor(wrapped(*(torch.from_numpy(feeds[s.name]) for s in spec.inputs)))
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExportError(f"{flag} {given}: expected shapes the model accepts, but calling it on inputs {shapes} "
+                          f"failed: {first}") from None
+    if kind is Kind.unet and tuple(out.shape) != shapes["sample"]:
+        raise ExportError(f"{flag} {given}: expected the U-Net to return the sample's shape {shapes['sample']}, "
+                          f"got {tuple(out.shape)}")
+
+
 def export_module(module_spec: str, out: str | Path, *, kind: Kind | str, weights: str | Path | None = None,
                   options: ModuleExportOptions = ModuleExportOptions(), atol: float = 1e-4, rtol: float = 1e-3,
                   seed: int = 0, int8: "Int8Options | None" = None,
@@ -197,6 +227,7 @@ def export_module(module_spec: str, out: str | Path, *, kind: Kind | str, weight
     wrap, spec, fields = _plan(kind, options)
     net, digest = build_module(module_spec, weights)
     wrapped = wrap(net).eval()
+    _dry_run(wrapped, spec, kind, options, seed)
     with atomic_artifact(out) as (staging, manifest):
         entry = export_component(wrapped, spec, staging / f"{spec.name}.onnx", atol=atol, rtol=rtol,
                                  seed=seed, progress=progress)

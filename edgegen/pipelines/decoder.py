@@ -7,9 +7,37 @@ import time
 import numpy as np
 
 from ..artifact import Artifact
-from ..errors import EngineInputError
+from ..errors import EngineInputError, InputError, NonFiniteError
 from ..images import to_unit_range
+from ..runtimes.base import nonfinite_detail
 from .base import EngineHook, Generation, load_components, reset, timings
+
+
+def check_latents(value: np.ndarray, expected: tuple[int | None, ...], name: str = "latents",
+                  where: str = "") -> np.ndarray:
+    """Check user-given latents / noise and return them as C-contiguous float32.
+
+    Args:
+        value: (B, *expected) real floating-point array (float16/32/64), B >= 1, finite.
+        expected: the per-image shape; None for a dim any size fits.
+        name: how the caller calls it in messages ("latents", or a CLI flag like "--latents").
+        where: appended to the shape message (e.g. " at 256x256 px").
+    Raises:
+        InputError: not a real float array (int, bool, complex, object), empty, or wrong shape.
+        NonFiniteError: NaN or Inf anywhere, with counts and the first bad index.
+    """
+    if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+        got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
+        raise InputError(f"{name}: expected a float32 array, got {got}")
+    dims = ", ".join("?" if d is None else str(d) for d in expected)
+    fits = value.ndim == len(expected) + 1 and all(w is None or w == g for w, g in zip(expected, value.shape[1:]))
+    if not fits or value.size == 0:
+        raise InputError(f"{name}: expected a non-empty float32 (B, {dims}) array{where}, "
+                         f"got {value.dtype} {tuple(value.shape)}")
+    detail = nonfinite_detail(value)
+    if detail:
+        raise NonFiniteError(name, "", "", detail)
+    return np.ascontiguousarray(value, dtype=np.float32)
 
 
 class DecoderPipeline:
@@ -51,13 +79,21 @@ class DecoderPipeline:
                 manifest's ``scaling_factor`` before decoding); None draws them from ``seed``.
         Returns:
             a :class:`Generation` with (B, H, W, C) float32 images in [0, 1].
+        Raises:
+            InputError / NonFiniteError: latents not a non-empty real float array of the
+                expected shape, or holding NaN / Inf (:func:`check_latents`); NonFiniteError
+                when the decoder outputs NaN / Inf.
         """
         start = time.perf_counter()
         reset(self.engines)
         if latents is None:
             shape = self.latent_shape(num_images, height, width)
             latents = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
-        latents = np.ascontiguousarray(latents, dtype=np.float32)
+        else:
+            per_image = self.latent_shape(1, height, width)[1:]
+            if self.component == "vae_decoder" and height is None and width is None:
+                per_image = (per_image[0], None, None)  # the latents set the size
+            latents = check_latents(latents, per_image, "latents")
         scaling = float(self.latent.get("scaling_factor", 1.0))
         if scaling != 1.0:
             latents = latents / np.float32(scaling)

@@ -8,8 +8,10 @@ precision computed.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -102,3 +104,85 @@ class OpenVinoEngine:
         if self.check_finite:
             check_finite(outputs, self._name, "output")
         return outputs
+
+
+@dataclass(frozen=True)
+class ActivationEstimate:
+    """The largest intermediate tensor of a model at static input shapes.
+
+    Attributes:
+        nbytes: its size in bytes.
+        tensor: the operation producing it (the graph's node name).
+        shape / dtype: its shape and numpy dtype name.
+    """
+
+    nbytes: int
+    tensor: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@functools.lru_cache(maxsize=4)
+def _read(path: str):
+    ov, core = _core()
+    return core.read_model(path)
+
+
+def activation_estimate(path: str | Path, shapes: Mapping[str, Sequence[int]], *,
+                        fused_attention: bool = False) -> ActivationEstimate:
+    """Shape-infer ``path`` at static input ``shapes`` with OpenVINO (no compilation, no run; about
+    0.2 s for a 50M-parameter U-Net once read) and return its largest intermediate tensor.
+
+    A backend holds at least this tensor and the one it is computed from at once, so twice
+    ``nbytes`` is a lower bound of the activation memory a call at these shapes needs.
+
+    Args:
+        path: an ``.onnx`` or ``.xml`` model.
+        shapes: graph input name -> full static shape; inputs not named keep their dynamic dims.
+        fused_attention: leave out attention scores (Softmax and the ops computing its input): the
+            OpenVINO CPU plugin fuses attention and never holds them (measured: the small SD U-Net at
+            64x64 latents peaks 290 MiB above its weights on OpenVINO, 2.1 GiB on ONNX Runtime, whose
+            two (2, 8, 4096, 4096) float32 score tensors are 1 GiB each).
+    Raises:
+        EngineInputError: the graph cannot take these shapes (e.g. a U-Net whose skip connections
+            need sizes divisible by its downsampling), naming OpenVINO's failing node.
+        BackendUnavailableError: openvino is not installed.
+    """
+    ov, _ = _core()
+    model = _read(str(path)).clone()
+    by_name = {name: port for port in model.inputs for name in port.get_names()}
+    try:
+        model.reshape({by_name[name]: ov.PartialShape([int(d) for d in shape]) for name, shape in shapes.items()})
+    except (RuntimeError, KeyError) as exc:
+        lines = [line for line in str(exc).splitlines() if "While validating node" in line or "shapes" in line]
+        raise EngineInputError(f"model '{Path(path).name}' cannot take input shapes {dict(shapes)}: "
+                               f"{' '.join(lines[:2]) or exc}") from None
+    skip = _attention_scores(model) if fused_attention else set()
+    best = ActivationEstimate(0, "", (), "float32")
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in ("Constant", "Parameter", "Result") or op.get_friendly_name() in skip:
+            continue
+        for out in op.outputs():
+            shape = out.get_partial_shape()
+            if shape.is_static:
+                dims = tuple(d.get_length() for d in shape)
+                nbytes = int(np.prod(dims, dtype=np.int64)) * out.get_element_type().size
+                if nbytes > best.nbytes:
+                    best = ActivationEstimate(nbytes, op.get_friendly_name(), dims, out.get_element_type().to_dtype().name)
+    return best
+
+
+def _attention_scores(model) -> set[str]:
+    """Names of Softmax ops and of the elementwise ops and MatMul that compute their input."""
+    names = set()
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "Softmax":
+            continue
+        names.add(op.get_friendly_name())
+        node = op.input_value(0).get_node()
+        while node.get_type_name() in ("Multiply", "Add", "Divide", "Convert", "MatMul"):
+            names.add(node.get_friendly_name())
+            if node.get_type_name() == "MatMul":
+                break
+            node = node.input_value(0).get_node()
+    return names
