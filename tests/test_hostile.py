@@ -101,7 +101,6 @@ def arts(tmp_path_factory) -> dict[str, Path]:
     (root / "models.py").write_text(MODELS)
     (root / "scheduler.json").write_text(json.dumps(SCHEDULER))
     spec = f"{root / 'models.py'}:"
-    quiet = {"progress": lambda m: None} if "progress" in export_module.__code__.co_varnames else {}
     out = {}
     for name, fn, kind, options in [
         ("generator", "generator", "generator", ModuleExportOptions(latent_shape=(8,), image_shape=(1, 8, 8))),
@@ -112,7 +111,7 @@ def arts(tmp_path_factory) -> dict[str, Path]:
                                                                  scheduler_config=root / "scheduler.json",
                                                                  num_classes=3)),
     ]:
-        out[name] = export_module(spec + fn, root / name, kind=kind, options=options, **quiet)
+        out[name] = export_module(spec + fn, root / name, kind=kind, options=options)
     out["root"] = root
     return out
 
