@@ -37,8 +37,7 @@ def main() -> None:
     from edgegen import Pipeline
     from edgegen.calibration.int8 import Int8Options
     from edgegen.export import ModuleExportOptions, export_module, export_stable_diffusion
-    from edgegen.artifact import Artifact
-    from edgegen.pipelines.base import save_tensorrt_profile
+    from edgegen.compile import compile
     from edgegen.runtimes.tensorrt import device_info
 
     print(f"device: {device_info()}")
@@ -56,8 +55,10 @@ def main() -> None:
         ddpm = export_module(f"{ddpm_dir}/model.py:load", Path(work) / "ddpm", kind="unet", weights=ddpm_dir / "ddpm_mnist.pt",
                              options=ModuleExportOptions(sample_shape=(1, 28, 28), scheduler_config=ddpm_dir / "scheduler_config.json"),
                              int8=Int8Options(backend="onnxruntime", steps=50, force=True))
-        # engines accepting 64 latents per call, as `edgegen export --backend tensorrt --max 28,28,64` writes
-        save_tensorrt_profile(Artifact.load(gan), opt=(28, 28, 64))
+        # engines are built ahead (`edgegen compile`); the GAN's accept 64 latents per call
+        compile(sd, precisions=["fp16", "int8"])
+        compile(gan, precisions=["fp16", "int8"], opt=(28, 28, 64))
+        compile(ddpm, precisions=["fp32", "fp16", "int8"])
         noise = np.random.default_rng(0).standard_normal((1, 4, 32, 32), dtype=np.float32)
         reference = Pipeline.load(sd, backend="onnxruntime")
         ref = reference("a lighthouse", num_inference_steps=10, init_noise=noise)

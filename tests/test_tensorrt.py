@@ -5,9 +5,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from edgegen.errors import BackendUnavailableError, EdgegenError
-from edgegen.runtimes.profiles import (DeviceInfo, cache_key, explain_mismatch, profile_request, profile_shapes,
-                                      shape_range)
+from edgegen.errors import ArtifactError, BackendUnavailableError, EdgegenError, EngineLoadError
+from edgegen.compile.profiles import cache_key, engine_specs, explain_mismatch, profile_request, profile_shapes, shape_range
+from edgegen.runtimes.tensorrt import DeviceInfo
 
 UNET_INPUTS = [{"name": "sample", "shape": ["batch", 4, "latent_height", "latent_width"], "dtype": "float32"},
                {"name": "timestep", "shape": ["batch"], "dtype": "float32"},
@@ -109,7 +109,8 @@ needs_gpu = pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None,
 def test_tensorrt_engine_matches_onnxruntime(tiny_sd_artifact, tmp_path):
     from edgegen.artifact import Artifact
     from edgegen.runtimes.onnxruntime import OnnxRuntimeEngine
-    from edgegen.runtimes.tensorrt import EngineCache, TensorRTEngine
+    from edgegen.compile.tensorrt import EngineCache
+    from edgegen.runtimes.tensorrt import TensorRTEngine
 
     art = Artifact.load(tiny_sd_artifact)
     shapes = profile_shapes(art.component("unet")["inputs"],
@@ -121,18 +122,68 @@ def test_tensorrt_engine_matches_onnxruntime(tiny_sd_artifact, tmp_path):
     feeds = {"sample": rng.standard_normal((2, 4, 4, 4), dtype=np.float32), "timestep": np.array([10, 10], np.float32),
              "encoder_hidden_states": rng.standard_normal((2, 77, 32), dtype=np.float32)}
     ref = OnnxRuntimeEngine(art.component_path("unet"))(feeds)["noise_pred"]
-    got = TensorRTEngine(plan)(feeds)["noise_pred"]
+    with TensorRTEngine(plan) as engine:
+        got = engine(feeds)["noise_pred"]
     assert np.abs(ref - got).max() < 1e-3
+    with pytest.raises(EngineLoadError, match="is closed"):
+        engine(feeds)
+    engine.close()  # idempotent
 
 
 @pytest.mark.gpu
 @needs_gpu
 def test_tensorrt_pipeline_fp16_close_to_cpu_fp32(tiny_sd_artifact):
     """The whole SD pipeline on FP16 engines (overflow fallback included) against ORT CPU FP32."""
+    from edgegen.compile import compile
     from edgegen.pipelines import Pipeline
 
+    compile(tiny_sd_artifact, precisions=["fp16"], opt=(8, 8))  # the 4x4 latents below (2x VAE)
     noise = np.random.default_rng(0).standard_normal((1, 4, 4, 4), dtype=np.float32)
     ref = Pipeline.load(tiny_sd_artifact, backend="onnxruntime")("a cat", num_inference_steps=4, init_noise=noise)
     got = Pipeline.load(tiny_sd_artifact, backend="tensorrt", precision="fp16")("a cat", num_inference_steps=4,
                                                                                 init_noise=noise)
     assert np.isfinite(got.images).all() and np.abs(got.images - ref.images).max() < 0.05
+
+
+def test_engine_specs_are_flat_inputs_axes_and_profile_side_by_side(tiny_sd_artifact):
+    from edgegen.artifact import Artifact
+    from edgegen.types import Precision
+
+    specs = {s.component: s for s in engine_specs(Artifact.load(tiny_sd_artifact), Precision.fp16,
+                                                   opt=(32, 32), max=(64, 64, 2))}
+    unet = specs["unet"]
+    assert [t.name for t in unet.inputs] == ["sample", "timestep", "encoder_hidden_states"]
+    assert unet.dynamic_axes["sample"] == {0: "batch", 2: "latent_height", 3: "latent_width"}
+    assert unet.profile["sample"] == ((2, 4, 16, 16), (2, 4, 16, 16), (4, 4, 32, 32))  # CFG: two rows per image
+    assert unet.onnx.name == "unet.onnx" and unet.request["max_batch"] == 2
+    assert specs["vae_decoder"].profile["latents"][2] == (2, 4, 32, 32)  # the tiny VAE upscales 2x
+    with pytest.raises(ArtifactError, match="no 'int8' variant"):
+        engine_specs(Artifact.load(tiny_sd_artifact), Precision.int8)
+
+
+def test_pipelines_only_load_engines_and_name_the_command_that_builds_them(tiny_sd_artifact, tmp_path):
+    import json
+    import shutil
+
+    from edgegen.artifact import Artifact
+    from edgegen.compile.tensorrt import find_engine
+
+    art = Artifact.load(shutil.copytree(tiny_sd_artifact, tmp_path / "sd"))
+    here = DeviceInfo("NVIDIA H200", "9.0", "10.3.0")
+    with pytest.raises(EngineLoadError, match=rf"no TensorRT fp16 engine for component 'unet'; build it with: "
+                                              rf"edgegen compile {art.path} --backend tensorrt --fp16"):
+        find_engine(art, "unet", "fp16", here)
+    (art.path / "engines").mkdir()
+    (art.path / "engines" / "k.plan").write_bytes(b"plan")
+    entry = {"plan": "k.plan", "gpu_name": "Orin", "compute_capability": "8.7", "tensorrt_version": "8.6.2"}
+    (art.path / "engines" / "index.json").write_text(json.dumps({"unet": {"fp32": entry}}))
+    with pytest.raises(EngineLoadError, match=r"for this device \(.*GPU 'Orin' != 'NVIDIA H200'.*\); build it with"):
+        find_engine(art, "unet", "fp32", here)
+    assert find_engine(art, "unet", "fp32", DeviceInfo("Orin", "8.7", "8.6.2")) == art.path / "engines" / "k.plan"
+
+
+def test_compile_refuses_backends_that_compile_at_load(tiny_sd_artifact):
+    from conftest import run_cli
+
+    result = run_cli("compile", tiny_sd_artifact, "--backend", "openvino")
+    assert result.exit_code == 1 and "compile backend: expected tensorrt" in result.output

@@ -11,6 +11,7 @@ from .. import __version__
 from .common import state
 from .bench import bench
 from .calibrate import calibrate
+from .compile import compile
 from .demo import demo
 from .export import export
 from .quantize import quantize
@@ -32,6 +33,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 app.command(help="Export a model to ONNX, gated against PyTorch, as an edgegen artifact.")(export)
 app.command(help="Add INT8 variants to an artifact (calibrated, quality- and speed-gated; no torch).")(quantize)
+app.command(help="Build an artifact's TensorRT engines for this GPU into ART/engines (pipelines only load them).")(compile)
 app.command(help="Generate images from an artifact (numpy runtime; never imports torch).")(run)
 app.command(help="Measure latency, memory and quality of artifacts; write JSON / Markdown / HTML reports.")(bench)
 app.command(help="Record calibration feeds from an artifact's FP32 trajectory.")(calibrate)

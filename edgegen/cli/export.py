@@ -11,6 +11,7 @@ import typer
 from ..errors import ExportError
 from ..types import Backend
 from .common import parse_ints, parse_range, progress_bar, reported, stdout
+from .compile import Fp16, MaxPoint, MinPoint, OptPoint, precisions, profile_points
 from .quantize import (CalibrationData, CalibrationPrompts, CalibrationSampler, CalibrationSamples, CalibrationSteps,
                        ForceInt8, GateSamples, MaxStepError, MinPsnr, MinSsim, int8_options)
 
@@ -41,7 +42,6 @@ SOURCE = "Model source"
 SHAPES = "--module: shapes and conditioning"
 PARITY = "Parity gate"
 TARGET = "Target backend"
-TENSORRT = "TensorRT"
 
 
 def export(
@@ -69,8 +69,8 @@ def export(
     rtol: Annotated[float, typer.Option(rich_help_panel=PARITY, help="Tolerance relative to the output's peak.")] = 1e-3,
     seed: Annotated[int, typer.Option(rich_help_panel=PARITY, help="Seed of the parity-gate inputs and of calibration.")] = 0,
     int8: Annotated[bool, typer.Option("--int8", rich_help_panel=TARGET, help="Then add INT8 variants (as `edgegen quantize`: calibrated, quality- and speed-gated).")] = False,
-    backend: Annotated[Backend, typer.Option(rich_help_panel=TARGET, help="openvino (NNCF INT8), onnxruntime (QDQ INT8) or tensorrt (then `edgegen compile`: engines from the ONNX / QDQ ONNX).")] = Backend.openvino,
-    fp16: Annotated[bool, typer.Option("--fp16", rich_help_panel=TENSORRT, help="Also build FP16 engines (FP32 kept for layers that overflow).")] = False,
+    backend: Annotated[Backend, typer.Option(rich_help_panel=TARGET, help="openvino (NNCF INT8), onnxruntime (QDQ INT8) or tensorrt (QDQ INT8, then engines built as by `edgegen compile`).")] = Backend.openvino,
+    fp16: Fp16 = False,
     calibration_samples: CalibrationSamples = None,
     calibration_prompts: CalibrationPrompts = None,
     calibration_data: CalibrationData = None,
@@ -81,9 +81,9 @@ def export(
     min_ssim: MinSsim = None,
     max_step_error: MaxStepError = None,
     force_int8: ForceInt8 = False,
-    min_point: Annotated[Optional[str], typer.Option("--min", rich_help_panel=TENSORRT, help="Smallest HEIGHT,WIDTH[,BATCH] the engines accept (pixels, images per call).")] = None,
-    opt_point: Annotated[Optional[str], typer.Option("--opt", rich_help_panel=TENSORRT, help="HEIGHT,WIDTH[,BATCH] the engines are tuned for (default: the artifact's image size, 1 image).")] = None,
-    max_point: Annotated[Optional[str], typer.Option("--max", rich_help_panel=TENSORRT, help="Largest HEIGHT,WIDTH[,BATCH] the engines accept.")] = None,
+    min_point: MinPoint = None,
+    opt_point: OptPoint = None,
+    max_point: MaxPoint = None,
 ) -> None:
     """Export a model to ONNX, gated against PyTorch, as an edgegen artifact."""
     flags = dict(locals())
@@ -100,12 +100,13 @@ def export(
             else:
                 path = _export_module(module, kind, out, flags, int8_opts, progress)
             if backend is Backend.tensorrt:
-                _compile_tensorrt(path, points, fp16=fp16, int8=int8, progress=progress)
+                from ..compile import compile as compile_artifact
+                compile_artifact(path, precisions=precisions(fp16, int8), progress=progress, **points)
         stdout(f"wrote {path}")
 
 
 def _profile_points(backend: Backend, *points: str | None) -> dict:
-    parsed = {label: parse_ints(value, f"--{label}", (2, 3)) for label, value in zip(("min", "opt", "max"), points)}
+    parsed = profile_points(*points)
     if backend is Backend.tensorrt:
         from ..runtimes.tensorrt import device_info
         device_info()  # fails now, in one line, where TensorRT or the GPU is missing
@@ -140,11 +141,3 @@ def _export_module(module: str, kind: ModuleKind | None, out: Path, flags: dict,
                          rtol=flags["rtol"], seed=flags["seed"], int8=int8, progress=progress)
 
 
-def _compile_tensorrt(path: Path, points: dict, *, fp16: bool, int8: bool, progress) -> None:
-    from ..artifact import Artifact
-    from ..pipelines.base import load_components, save_tensorrt_profile
-    art = Artifact.load(path)
-    save_tensorrt_profile(art, **points)
-    for precision in ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else []):
-        load_components(art, list(art.manifest["components"]), backend="tensorrt", precision=precision)
-        progress(f"tensorrt: {precision} engines cached in {path / 'engines'}", 0, None)

@@ -64,7 +64,7 @@ def _load_engines(artifact: Artifact, names: list[str], *, backend: str | None, 
         raise BackendUnavailableError(backend, None, "precision bf16: expected backend openvino (it computes "
                                       "fp32 graphs in BF16 on CPUs that support it)")
     if backend == "tensorrt":
-        return _tensorrt_components(artifact, names, precision or "fp16")
+        return _tensorrt_components(artifact, names, precision)
     engines = {}
     for name in names:
         stored = artifact.component(name).get("precision", "fp32")
@@ -79,82 +79,22 @@ def _load_engines(artifact: Artifact, names: list[str], *, backend: str | None, 
     return engines
 
 
-PROFILE_FILE = "profile.json"
+def _tensorrt_components(artifact: Artifact, names: list[str], precision: str | None) -> dict[str, Engine]:
+    """TensorRT engines ``edgegen compile`` built into ``ART/engines`` (never built here).
 
-
-def save_tensorrt_profile(artifact: Artifact, *, min=None, opt=None, max=None) -> dict[str, int]:
-    """Store the TensorRT optimization-profile request in ``ART/engines/profile.json``, where
-    the pipeline's TensorRT engines take their profiles from.
-
-    ``min/opt/max``: ``(HEIGHT, WIDTH[, BATCH])`` as for ``edgegen export --min/--opt/--max``
-    (pixels, images per pipeline call; defaults: the artifact's image size, one image).
-    Returns the stored ``shape_range`` keywords. Raises EdgegenError for a malformed point.
+    ``precision`` None picks fp16 where every component has an fp16 engine, else fp32. Raises
+    EngineLoadError naming the ``edgegen compile`` command when an engine is missing or was
+    built for another device.
     """
-    from ..artifact import write_json_atomic
+    from ..compile.tensorrt import compiled_precisions, find_engine
+    from ..runtimes.tensorrt import TensorRTEngine, device_info
 
-    request = _profile_request(artifact, min=min, opt=opt, max=max)
-    (artifact.path / "engines").mkdir(exist_ok=True)
-    write_json_atomic(artifact.path / "engines" / PROFILE_FILE, request)
-    return request
-
-
-def _profile_request(artifact: Artifact, **points) -> dict[str, int]:
-    from ..runtimes.profiles import profile_request
-
-    image = artifact.manifest["image"]
-    return profile_request(default_height=image["height"], default_width=image["width"], **points)
-
-
-def _tensorrt_components(artifact: Artifact, names: list[str], precision: str) -> dict[str, Engine]:
-    """TensorRT engines from the artifact's engine cache (``ART/engines``), built on first use.
-
-    Profiles come from ``ART/engines/profile.json`` (written by ``edgegen export --backend
-    tensorrt --min/--opt/--max``), else the artifact's default image size and one image per call
-    (two U-Net rows with CFG). INT8 builds from the component's QDQ variant (``export --int8
-    --backend onnxruntime``); FP16 keeps overflow-prone layer types in FP32 where the FP16 engine
-    gives NaN/Inf on a probe input.
-    """
-    import json
-
-    from ..runtimes.profiles import profile_shapes, shape_range
-    from ..runtimes.tensorrt import EngineCache, TensorRTEngine, fp16_engine
-
-    cache = EngineCache(artifact.path / "engines")
-    m = artifact.manifest
-    latent = m.get("latent", {})
-    stored = artifact.path / "engines" / PROFILE_FILE
-    request = json.loads(stored.read_text()) if stored.is_file() else _profile_request(artifact)
-    cfg = artifact.family == "stable-diffusion" or bool(m.get("conditioning"))
-    scale = latent.get("scale_factor", 8 if artifact.family in ("stable-diffusion", "vae-decoder") else 1)
-    engines = {}
-    for name in names:
-        onnx_path = artifact.component_path(name, "int8", "onnxruntime") if precision == "int8" else artifact.component_path(name)
-        inputs = artifact.component(name)["inputs"]
-        profiles = profile_shapes(inputs, shape_range(family=artifact.family, component=name, cfg=cfg, scale_factor=scale,
-                                                      **request))
-        if precision == "fp16":
-            plan, _ = fp16_engine(cache, onnx_path, profiles=profiles, feeds=_probe_feeds(inputs, profiles))
-        else:
-            plan = cache.get(onnx_path, precision=precision, profiles=profiles)
-        engines[name] = TensorRTEngine(plan, precision=precision)
-    return engines
-
-
-def _probe_feeds(inputs: list[dict], profiles: dict) -> dict[str, np.ndarray]:
-    """Inputs at the profile's opt shapes: N(0, 1) floats (x3: latents can be large), token ids
-    and labels 0, timesteps at mid-schedule."""
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for spec in inputs:
-        shape = profiles[spec["name"]][1] if spec["name"] in profiles else tuple(spec["shape"])
-        if spec["dtype"].startswith("float"):
-            value = 3 * rng.standard_normal(shape)
-            if spec["name"] == "timestep":
-                value = np.full(shape, 500.0)
-            feeds[spec["name"]] = value.astype(spec["dtype"])
-        else:
-            feeds[spec["name"]] = np.full(shape, 500 if spec["name"] == "timestep" else 0, dtype=spec["dtype"])
-    return feeds
+    if precision is None:
+        have = [set(compiled_precisions(artifact, name)) for name in names]
+        precision = "fp16" if all("fp16" in h for h in have) else "fp32"
+    device = device_info()
+    return {name: TensorRTEngine(find_engine(artifact, name, precision, device), precision=precision)
+            for name in names}
 
 
 @dataclass

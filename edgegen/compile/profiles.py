@@ -1,8 +1,10 @@
-"""TensorRT optimization profiles and engine-cache keys, as plain data (no GPU needed).
+"""TensorRT optimization profiles, per-engine specs and engine-cache keys, as plain data (no GPU needed).
 
 A profile gives every dynamic input a (min, opt, max) shape. They are derived from the
 artifact's named dims (``batch``, ``latent_height``, ...) and what the user asks for: image
 height / width, images per call, and whether classifier-free guidance doubles the U-Net batch.
+:func:`engine_specs` puts, per component, the graph inputs, their dynamic axes and the profile
+side by side in one flat :class:`EngineSpec` (TensorRT's demo ``BaseModel`` keeps them so).
 """
 
 from __future__ import annotations
@@ -10,9 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from ..errors import EdgegenError
+from ..runtimes.base import TensorSpec
+from ..runtimes.tensorrt import DeviceInfo
+from ..types import Precision
+
+if TYPE_CHECKING:
+    from ..artifact import Artifact
 
 Shape = tuple[int, ...]
 
@@ -106,15 +115,6 @@ def profile_shapes(inputs: Sequence[Mapping], sizes: ShapeRange) -> dict[str, tu
     return out
 
 
-@dataclass(frozen=True)
-class DeviceInfo:
-    """What makes a TensorRT engine valid: it only runs where all of these match."""
-
-    gpu_name: str
-    compute_capability: str  # "8.7" (Jetson Orin), "8.9" (Ada), "9.0" (Hopper)
-    tensorrt_version: str
-
-
 def cache_key(device: DeviceInfo, *, onnx_sha256: str, precision: str,
               profiles: Mapping[str, tuple[Shape, Shape, Shape]], fp32_layers: Sequence[str] = ()) -> str:
     """A stable hex key for an engine built from one ONNX file for one device, precision, profile
@@ -133,3 +133,54 @@ def explain_mismatch(wanted: DeviceInfo, cached: Mapping[str, str]) -> str | Non
                                 ("tensorrt_version", "TensorRT"))
              if str(cached.get(key)) != str(getattr(wanted, key))]
     return ("cached engine was built for another device or TensorRT (" + "; ".join(diffs) + "): rebuilding") if diffs else None
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything one engine is built from, flat and side by side.
+
+    Attributes:
+        component: the manifest component ("unet", "vae_decoder", ...).
+        onnx: the ONNX file built from (the QDQ variant for INT8).
+        precision: what the engine computes in.
+        inputs: the graph inputs, in graph order (named dims are dynamic).
+        dynamic_axes: ``{input: {axis: dim name}}`` for the dynamic axes only.
+        profile: ``{input: (min, opt, max) shape}`` for every input: the optimization profile.
+        request: the ``--min/--opt/--max`` request the profile came from (:func:`profile_request`).
+    """
+
+    component: str
+    onnx: Path
+    precision: Precision
+    inputs: tuple[TensorSpec, ...]
+    dynamic_axes: Mapping[str, Mapping[int, str]]
+    profile: Mapping[str, tuple[Shape, Shape, Shape]]
+    request: Mapping[str, int]
+
+
+def engine_specs(artifact: "Artifact", precision: Precision, *, min: Sequence[int] | None = None,
+                 opt: Sequence[int] | None = None, max: Sequence[int] | None = None) -> list[EngineSpec]:
+    """One :class:`EngineSpec` per component of ``artifact`` for ``precision``.
+
+    ``min/opt/max``: ``(HEIGHT, WIDTH[, BATCH])`` in pixels and images per pipeline call
+    (:func:`profile_request`; default: the artifact's image size, one image). The U-Net of a
+    text-to-image or class-conditional artifact gets two rows per image (classifier-free guidance).
+    Raises EdgegenError for a malformed point or range; ArtifactError when INT8 is asked for a
+    component without an ONNX Runtime QDQ variant.
+    """
+    m = artifact.manifest
+    request = profile_request(default_height=m["image"]["height"], default_width=m["image"]["width"],
+                              min=min, opt=opt, max=max)
+    cfg = artifact.family == "stable-diffusion" or bool(m.get("conditioning"))
+    scale = m.get("latent", {}).get("scale_factor", 8 if artifact.family in ("stable-diffusion", "vae-decoder") else 1)
+    specs = []
+    for name, entry in m["components"].items():
+        sizes = shape_range(family=artifact.family, component=name, cfg=cfg, scale_factor=scale, **request)
+        inputs = tuple(TensorSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in entry["inputs"])
+        onnx = (artifact.component_path(name, "int8", "onnxruntime") if precision is Precision.int8
+                else artifact.component_path(name))
+        specs.append(EngineSpec(
+            component=name, onnx=onnx, precision=precision, inputs=inputs,
+            dynamic_axes={t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)} for t in inputs},
+            profile=profile_shapes(entry["inputs"], sizes), request=request))
+    return specs
