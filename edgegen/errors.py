@@ -81,3 +81,29 @@ class NonFiniteError(EdgegenError, ArithmeticError):
     def at_step(self, step: int, steps: int | None = None) -> "NonFiniteError":
         """The same error, naming the sampling step where it happened."""
         return NonFiniteError(self.component, self.tensor, self.role, self.detail, step, steps)
+
+
+class ManifestError(ArtifactError):
+    """A value in ``edgegen.json`` has the wrong type, is out of range, or is missing.
+
+    Attributes:
+        key: the key path, e.g. ``components.unet.inputs[0].shape``.
+        expected: what the format allows there (words).
+        received: the value found (``MISSING`` when the key is absent).
+    """
+
+    MISSING = object()
+
+    def __init__(self, key: str, expected: str, received, where: str = "edgegen.json"):
+        self.key, self.expected, self.received = key, expected, received
+        got = "nothing (missing)" if received is ManifestError.MISSING else _short_repr(received)
+        super().__init__(f"{where}: {key}: expected {expected}, got {got}")
+
+
+def _short_repr(value) -> str:
+    """``repr`` cut to about 80 characters without building the whole text of a huge value."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring, short.maxother, short.maxlist, short.maxdict, short.maxlevel = 60, 60, 6, 4, 2
+    return short.repr(value)
