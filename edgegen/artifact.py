@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -161,7 +162,9 @@ def _seal(staging: Path, manifest: dict, out: Path) -> None:
     for path in sorted(p for p in staging.rglob("*") if p.name != MANIFEST or p.parent != staging):
         if path.is_symlink():
             continue  # never chmod through a link; a named file behind one is refused by check_files
-        path.chmod(umask_mode(directory=path.is_dir()))
+        mode = umask_mode(directory=path.is_dir())
+        if stat.S_IMODE(path.stat().st_mode) != mode:  # files hard-linked from another artifact keep theirs
+            path.chmod(mode)
         rel = path.relative_to(staging).as_posix()
         if path.is_file() and not path.is_symlink() and rel.split("/")[0] != ENGINES_DIR:
             files[rel] = {"sha256": cached_sha256(path, store=False), "size": path.stat().st_size}
