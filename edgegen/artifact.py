@@ -305,12 +305,21 @@ class Artifact:
             raise ArtifactError(f"artifact '{path}': a file could not be read ({exc})") from None
         return cls(path, raw, spec)
 
+    @classmethod
+    def staged(cls, path: str | Path, manifest: dict[str, Any]) -> "Artifact":
+        """An artifact being written (``atomic_artifact``'s staging directory and manifest dict).
+
+        Its ``spec`` is parsed from the dict at every use, so variants a writer adds are seen; files
+        are not checked (``atomic_artifact`` does that before publishing).
+        """
+        return cls(Path(path), manifest)
+
     @property
     def spec(self) -> Manifest:
-        """The typed manifest (parsed on first use for an Artifact built from a dict)."""
-        if self._spec is None:
-            self._spec = parse_manifest(self.manifest, where=f"artifact '{self.path}': {MANIFEST}")
-        return self._spec
+        """The typed manifest: parsed once by :meth:`load`; for a :meth:`staged` artifact, from its dict now."""
+        if self._spec is not None:
+            return self._spec
+        return parse_manifest(self.manifest, where=f"artifact '{self.path}': {MANIFEST} (staged)")
 
     @property
     def family(self) -> str:

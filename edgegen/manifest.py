@@ -10,16 +10,20 @@ received value. It touches no file: :mod:`edgegen.artifact` checks the files the
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from .errors import EdgegenError, ManifestError
+from .errors import ArtifactError, EdgegenError, ManifestError
 from .runtimes.base import TensorSpec
 from .types import Backend, Family, Precision
+
+if TYPE_CHECKING:
+    from .schedules import NoiseSchedule
 
 SCHEMA_VERSION = 1
 # One image's worth of any tensor the manifest implies (latents, image, a graph input with its
@@ -69,6 +73,37 @@ class Component:
     def input(self, name: str) -> TensorSpec | None:
         """The graph input called ``name``, or None."""
         return next((t for t in self.inputs if t.name == name), None)
+
+    def variant(self, precision: Precision | str | None = None, backend: Backend | str | None = None
+                ) -> "Component | Variant":
+        """The stored file for ``precision`` on ``backend``: this component itself when ``precision``
+        is None or its own, else ``variants[precision][backend]``. OpenVINO also runs ONNX Runtime's
+        QDQ variant; ``backend`` None takes any. Raises ArtifactError naming the variants there are.
+        """
+        if precision is None or precision == self.precision:
+            return self
+        try:  # enum keys: look up by member, not by a string that happens to hash alike
+            precision, backend = Precision(precision), (Backend(backend) if backend else None)
+        except ValueError:
+            raise ArtifactError(f"component '{self.name}': expected a precision in {[p.value for p in Precision]} "
+                                f"and a backend in {[b.value for b in Backend]}, got {precision!r}, {backend!r}") from None
+        by_backend = self.variants.get(precision, {})
+        for candidate in ([backend] if backend else []) + (["onnxruntime"] if backend == "openvino" else []):
+            if candidate in by_backend:
+                return by_backend[candidate]
+        if backend is None and by_backend:
+            return next(iter(by_backend.values()))
+        have = [self.precision.value] + [f"{p.value}/{b.value}" for p, v in self.variants.items() for b in v]
+        raise ArtifactError(f"component '{self.name}': expected a '{_value(precision)}' variant for backend "
+                            f"'{_value(backend)}', has {have}")
+
+    def has_variant(self, precision: Precision | str, backend: Backend | str | None = None) -> bool:
+        """Whether :meth:`variant` finds a file for ``precision`` on ``backend``."""
+        try:
+            self.variant(precision, backend)
+            return True
+        except ArtifactError:
+            return False
 
 
 @dataclass(frozen=True)
@@ -138,6 +173,32 @@ class Manifest:
     quantization: Mapping[str, Any] | None = None
     _raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
 
+    @property
+    def guided(self) -> bool:
+        """Whether sampling uses classifier-free guidance (text-to-image, or class-conditional U-Nets):
+        the U-Net then sees two rows per image."""
+        return self.family is Family.stable_diffusion or self.conditioning is not None
+
+    @property
+    def scale_factor(self) -> int:
+        """Image pixels per latent pixel: ``latent.scale_factor`` (SD, VAE decoders), else 1."""
+        return self.latent.scale_factor or 1
+
+    @property
+    def scheduler_class(self) -> str | None:
+        """The diffusers scheduler class the config was saved from (``_class_name``), if any."""
+        name = (self.scheduler or {}).get("_class_name")
+        return name if isinstance(name, str) else None
+
+    @functools.cached_property
+    def schedule(self) -> "NoiseSchedule":
+        """The noise schedule of ``scheduler`` (validated when parsed). Diffusion families only."""
+        from .schedules import NoiseSchedule
+
+        if self.scheduler is None:
+            raise ManifestError("scheduler", f"a scheduler config (a {self.family.value} artifact has none)", _MISSING)
+        return NoiseSchedule.from_config(self.scheduler)
+
     def component(self, name: str) -> Component:
         """The component ``name``. Raises ArtifactError naming the components there are."""
         if name not in self.components:
@@ -150,6 +211,10 @@ class Manifest:
         import copy
 
         return copy.deepcopy(dict(self._raw))
+
+
+def _value(x) -> str | None:
+    return getattr(x, "value", x)
 
 
 def parse_manifest(data: Any, where: str = "edgegen.json") -> Manifest:

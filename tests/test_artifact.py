@@ -353,3 +353,22 @@ def test_docs_and_dataclasses_say_the_same():
     for heading, cls in sections.items():
         fields = {f.name for f in dataclasses.fields(cls)} - {"name", "_raw"}
         assert documented.get(heading) == fields, (heading, documented.get(heading), fields)
+
+
+def test_typed_view_answers_what_readers_ask(tiny):
+    from edgegen.types import Backend, Family, Precision
+
+    spec = Artifact.load(tiny["class-unet"]).spec
+    unet = spec.component("unet")
+    assert spec.family is Family.unet and spec.guided and spec.scale_factor == 1
+    assert spec.latent.shape == (1, 8, 8) and spec.conditioning.num_classes == 3 and spec.conditioning.null_class == 3
+    assert unet.variant().file == "unet.onnx" and unet.precision is Precision.fp32
+    assert unet.variant("int8", "openvino").file == "unet.int8.qdq.onnx"  # OpenVINO runs the QDQ file
+    assert unet.variant(Precision.int8, Backend.onnxruntime).backend is Backend.onnxruntime
+    assert not unet.has_variant("int8", "tensorrt") and not unet.has_variant("int4")
+    assert spec.scheduler_class == "DDPMScheduler" and spec.schedule.num_train_timesteps == 1000
+    assert [t.name for t in unet.inputs] == ["sample", "timestep", "class_labels"]
+    with pytest.raises(ArtifactError, match="expected a component 'vae_decoder'"):
+        spec.component("vae_decoder")
+    decoder = Artifact.load(tiny["vae-decoder"]).spec
+    assert not decoder.guided and decoder.scale_factor == 2 and decoder.latent.scaling_factor == 0.5
