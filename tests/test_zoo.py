@@ -102,12 +102,20 @@ def test_model_cards_record_recipe_and_losses():
     assert json.loads((ZOO / "classifier.json").read_text())["test_accuracy"] >= 0.95
 
 
-def test_training_is_deterministic():
-    from edgegen.export.zoo import digits, train_vae
+def _training():
+    """The training recipes (benchmarks/zoo/training.py: outside the package)."""
+    from pathlib import Path
 
-    data = digits(0)
-    _, a = train_vae(data, steps=30, seed=3)
-    _, b = train_vae(data, steps=30, seed=3)
+    from conftest import load_user_module
+
+    return load_user_module(Path(__file__).resolve().parents[1] / "benchmarks" / "zoo" / "training.py")
+
+
+def test_training_is_deterministic():
+    training = _training()
+    data = training.digits(0)
+    _, a = training.train_vae(data, steps=30, seed=3)
+    _, b = training.train_vae(data, steps=30, seed=3)
     assert a["final_loss"] == b["final_loss"]
 
 
@@ -116,9 +124,7 @@ def test_retraining_reproduces_recorded_losses(tmp_path):
     """The issue's goal: same seed, recorded losses to 3 significant figures. Measured 2026-11-21
     (`python benchmarks/zoo/train.py --out DIR`, 2 threads): all four models 16 min in all (U-Net 11.6,
     DCGAN 2.1, VAE 1.5, classifier 0.8) with weights bitwise identical to the shipped ones."""
-    from edgegen.export.zoo import train_all
-
-    cards = train_all(tmp_path, seed=0, progress=lambda m: None)
+    cards = _training().train_all(tmp_path, seed=0)
     for name, card in cards.items():
         recorded = json.loads((ZOO / f"{name}.json").read_text())
         for key, value in card.items():

@@ -49,7 +49,7 @@ def main() -> None:
         f"Data for all four: `{d['source']}` — 1,797 real 8x8 scans of handwritten digits (0..16 grey levels),",
         f"upsampled bilinearly to 32x32, scaled to [-1, 1]; a seeded split (seed {d['seed']}): {d['train']} images",
         f"for training, {d['test']} held out (used only to score the classifier). Trained on CPU with torch",
-        f"{cards['cond_unet']['torch']} by `python benchmarks/zoo/train.py` (recipes: `edgegen/export/zoo.py`).",
+        f"{cards['cond_unet']['torch']} by `python benchmarks/zoo/train.py` (recipes: `benchmarks/zoo/training.py`).",
         "Quality below is measured through edgegen's runtime (ONNX, OpenVINO) by `benchmarks/zoo/cards.py`.", ""]
     lines += ["## cond_unet — class-conditional diffusion U-Net", "",
               "diffusers `UNet2DModel` (32/48/64 channels, attention at 8x8), 11 class embeddings (digits + a null",

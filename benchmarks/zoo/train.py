@@ -3,7 +3,8 @@
     python benchmarks/zoo/train.py [--seed 0] [--out edgegen/zoo] [--only cond_unet ...]
 
 Needs the export extra (torch, diffusers). Seeded: the same seed reproduces the recorded
-losses (model cards: edgegen/zoo/*.json). See edgegen/export/zoo.py for data and recipes.
+losses (model cards: edgegen/zoo/*.json). Data and recipes: training.py here; the model
+definitions the package exports: edgegen/export/zoo.py.
 """
 
 import argparse
@@ -12,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from edgegen.export.zoo import train_all  # noqa: E402
+from training import train_all  # noqa: E402  (this directory is on sys.path)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import Backend, reported, stdout
+from .common import Backend, progress_bar, reported, stdout
 
 
 def calibrate(
@@ -30,6 +30,7 @@ def calibrate(
         art = Artifact.load(artifact)
         opts = Int8Options(backend=backend.value if backend else "openvino", seed=seed, samples=samples,
                            prompts=prompts, sampler=sampler, steps=steps, guidance_scale=guidance_scale)
-        feeds = calibration_feeds(art, opts.resolved(art.family))
+        with progress_bar() as progress:
+            feeds = calibration_feeds(art, opts.resolved(art.family), progress=progress)
         save_feeds_dir(feeds, out)
         stdout("recorded " + ", ".join(f"{len(v)} {k} feeds" for k, v in feeds.items()) + f" to {out}")

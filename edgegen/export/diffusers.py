@@ -101,6 +101,94 @@ def _weights_digest(source: str, subfolder: str) -> dict[str, str] | None:
             if p.suffix in (".safetensors", ".bin", ".pt", ".pth")}
 
 
+def _check_components(components: Iterable[str]) -> tuple[str, ...]:
+    components = tuple(components)
+    unknown = set(components) - set(SD_COMPONENTS)
+    if unknown or not components:
+        raise ExportError(f"components: expected some of {SD_COMPONENTS}, got {components}")
+    return components
+
+
+def _load_vae(source: str):
+    from diffusers import AutoencoderKL
+
+    return _from_pretrained(lambda s, subfolder: AutoencoderKL.from_pretrained(s, subfolder=subfolder,
+                                                                               torch_dtype=torch.float32),
+                            source, "vae").eval()
+
+
+def _load_scheduler_config(source: str) -> dict:
+    from diffusers.configuration_utils import ConfigMixin
+
+    class _Config(ConfigMixin):
+        config_name = "scheduler_config.json"
+
+    return dict(_from_pretrained(lambda s, subfolder: _Config.load_config(s, subfolder=subfolder), source, "scheduler"))
+
+
+class _Exporter:
+    """Exports the components of one diffusers pipeline into a staging directory, one method each."""
+
+    def __init__(self, source: str, staging: Path, *, atol: float, rtol: float, seed: int, report: ProgressCallback):
+        self.source, self.staging, self.report = source, staging, report
+        self.gate = dict(atol=atol, rtol=rtol, seed=seed, progress=report)
+        self.max_length, self.hidden, self.sample_size = 77, None, None
+
+    def _export(self, module, spec: ComponentSpec, subfolder: str) -> dict:
+        entry = export_component(module, spec, self.staging / f"{spec.name}.onnx", **self.gate)
+        entry["source_sha256"] = _weights_digest(self.source, subfolder)
+        return entry
+
+    def text_encoder(self, text_encoder) -> dict:
+        spec = ComponentSpec("text_encoder", (TensorSpec("input_ids", ("batch", self.max_length), "int64"),),
+                             (TensorSpec("last_hidden_state", ("batch", self.max_length, self.hidden), "float32"),),
+                             sizes={"batch": 2}, int_high=int(text_encoder.config.vocab_size))
+        return self._export(_TextEncoder(text_encoder).eval(), spec, "text_encoder")
+
+    def unet(self) -> dict:
+        from diffusers import UNet2DConditionModel
+
+        self.report("loading the U-Net", 0, None)
+        unet = _from_pretrained(lambda s, subfolder: UNet2DConditionModel.from_pretrained(
+            s, subfolder=subfolder, torch_dtype=torch.float32), self.source, "unet").eval()
+        self.sample_size = size = int(unet.config.sample_size)
+        c, cross = int(unet.config.in_channels), int(unet.config.cross_attention_dim)
+        spec = ComponentSpec(
+            "unet", (TensorSpec("sample", ("batch", c, "latent_height", "latent_width"), "float32"),
+                     TensorSpec("timestep", ("batch",), "float32"),
+                     TensorSpec("encoder_hidden_states", ("batch", "sequence", cross), "float32")),
+            (TensorSpec("noise_pred", ("batch", c, "latent_height", "latent_width"), "float32"),),
+            sizes={"batch": 2, "latent_height": size, "latent_width": size, "sequence": self.max_length})
+        return self._export(_UNet(unet), spec, "unet")
+
+    def vae_decoder(self, vae, size: int) -> dict:
+        channels = int(vae.config.latent_channels)
+        spec = ComponentSpec(
+            "vae_decoder", (TensorSpec("latents", ("batch", channels, "latent_height", "latent_width"), "float32"),),
+            (TensorSpec("image", ("batch", 3, "height", "width"), "float32"),),
+            sizes={"batch": 1, "latent_height": min(size, 32), "latent_width": min(size, 32)})
+        return self._export(_VaeDecoder(vae), spec, "vae")
+
+
+def _export_components(exporter: _Exporter, components: tuple[str, ...], vae) -> dict:
+    """The manifest entries of the exported components (text encoder, U-Net, VAE decoder in order)."""
+    from transformers import CLIPTextModel
+
+    entries = {}
+    if "text_encoder" in components or "unet" in components:
+        text_encoder = _from_pretrained(CLIPTextModel.from_pretrained, exporter.source, "text_encoder").float().eval()
+        exporter.hidden = int(text_encoder.config.hidden_size)
+        exporter.max_length = int(text_encoder.config.max_position_embeddings)
+        if "text_encoder" in components:
+            entries["text_encoder"] = exporter.text_encoder(text_encoder)
+    if "unet" in components:
+        entries["unet"] = exporter.unet()
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    if "vae_decoder" in components:
+        entries["vae_decoder"] = exporter.vae_decoder(vae, exporter.sample_size or int(vae.config.sample_size) // scale)
+    return entries
+
+
 def export_stable_diffusion(source: str | Path, out: str | Path, *, components: Iterable[str] = SD_COMPONENTS,
                             atol: float = 1e-4, rtol: float = 1e-3, seed: int = 0, int8: "Int8Options | None" = None,
                             progress: ProgressCallback | None = None) -> Path:
@@ -111,98 +199,44 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
             ``text_encoder/``, ``tokenizer/``, ``scheduler/``) or a hub id.
         components: any of ``text_encoder``, ``unet``, ``vae_decoder``; all three give a
             runnable text-to-image artifact, fewer a partial one (for benchmarking or quantizing).
+        progress: ``(stage, done, total)`` messages per loading / tracing / gating step.
     Graphs have dynamic batch and spatial dims; the U-Net's timestep is float32 (batch,).
     The tokenizer is saved as ``tokenizer.json`` for the ``tokenizers`` package; the scheduler
     config is copied into the manifest. With ``int8`` options, INT8 variants of the exported
-    components are added behind the quality and speed gates before anything is written.
+    components are added behind the quality and speed gates (as ``edgegen quantize``) before
+    anything is written.
 
     Raises:
         ExportError: unreadable directory or unreachable hub; ParityError from a gate.
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.configuration_utils import ConfigMixin
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTokenizer
 
     quiet_hugging_face()
-    source = str(source)
+    source, components, report = str(source), _check_components(components), progress or silent
     if not Path(source).is_dir():
         _check_hub_reachable(source)
-    components = tuple(components)
-    unknown = set(components) - set(SD_COMPONENTS)
-    if unknown or not components:
-        raise ExportError(f"components: expected some of {SD_COMPONENTS}, got {components}")
-    report = progress or silent
-
-    class _Config(ConfigMixin):
-        config_name = "scheduler_config.json"
-
     report("reading scheduler config and tokenizer", 0, None)
-    scheduler = dict(_from_pretrained(lambda s, subfolder: _Config.load_config(s, subfolder=subfolder),
-                                      source, "scheduler"))
+    scheduler = _load_scheduler_config(source)
     tokenizer = _from_pretrained(CLIPTokenizer.from_pretrained, source, "tokenizer")
     report("loading the VAE", 0, None)
-    vae = _from_pretrained(lambda s, subfolder: AutoencoderKL.from_pretrained(s, subfolder=subfolder,
-                                                                                torch_dtype=torch.float32),
-                           source, "vae").eval()
+    vae = _load_vae(source)
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
-    latent_channels = int(vae.config.latent_channels)
-    scaling_factor = float(vae.config.scaling_factor)
-
     with atomic_artifact(out) as (staging, manifest):
-        entries, sample_size, hidden = {}, None, None
-        text_encoder = None
-        if "text_encoder" in components or "unet" in components:
-            text_encoder = _from_pretrained(CLIPTextModel.from_pretrained, source, "text_encoder").float().eval()
-            hidden = int(text_encoder.config.hidden_size)
-        max_length = int(text_encoder.config.max_position_embeddings) if text_encoder is not None else 77
-        if "text_encoder" in components:
-            spec = ComponentSpec("text_encoder", (TensorSpec("input_ids", ("batch", max_length), "int64"),),
-                                 (TensorSpec("last_hidden_state", ("batch", max_length, hidden), "float32"),),
-                                 sizes={"batch": 2}, int_high=int(text_encoder.config.vocab_size))
-            entries["text_encoder"] = export_component(_TextEncoder(text_encoder).eval(), spec,
-                                                       staging / "text_encoder.onnx", atol=atol, rtol=rtol,
-                                                       seed=seed, progress=report)
-            entries["text_encoder"]["source_sha256"] = _weights_digest(source, "text_encoder")
-        if "unet" in components:
-            report("loading the U-Net", 0, None)
-            unet = _from_pretrained(lambda s, subfolder: UNet2DConditionModel.from_pretrained(
-                s, subfolder=subfolder, torch_dtype=torch.float32), source, "unet").eval()
-            sample_size = int(unet.config.sample_size)
-            cross = int(unet.config.cross_attention_dim)
-            c = int(unet.config.in_channels)
-            spec = ComponentSpec(
-                "unet", (TensorSpec("sample", ("batch", c, "latent_height", "latent_width"), "float32"),
-                         TensorSpec("timestep", ("batch",), "float32"),
-                         TensorSpec("encoder_hidden_states", ("batch", "sequence", cross), "float32")),
-                (TensorSpec("noise_pred", ("batch", c, "latent_height", "latent_width"), "float32"),),
-                sizes={"batch": 2, "latent_height": sample_size, "latent_width": sample_size,
-                       "sequence": max_length})
-            entries["unet"] = export_component(_UNet(unet), spec, staging / "unet.onnx", atol=atol, rtol=rtol,
-                                               seed=seed, progress=report)
-            entries["unet"]["source_sha256"] = _weights_digest(source, "unet")
-            del unet
-        if "vae_decoder" in components:
-            size = sample_size or int(vae.config.sample_size) // scale
-            spec = ComponentSpec(
-                "vae_decoder", (TensorSpec("latents", ("batch", latent_channels, "latent_height", "latent_width"), "float32"),),
-                (TensorSpec("image", ("batch", 3, "height", "width"), "float32"),),
-                sizes={"batch": 1, "latent_height": min(size, 32), "latent_width": min(size, 32)})
-            entries["vae_decoder"] = export_component(_VaeDecoder(vae), spec, staging / "vae_decoder.onnx",
-                                                      atol=atol, rtol=rtol, seed=seed, progress=report)
-            entries["vae_decoder"]["source_sha256"] = _weights_digest(source, "vae")
+        exporter = _Exporter(source, staging, atol=atol, rtol=rtol, seed=seed, report=report)
+        entries = _export_components(exporter, components, vae)
         tokenizer_entry = None
         if "text_encoder" in components:
             tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
-            tokenizer_entry = {"file": "tokenizer.json", "max_length": max_length,
+            tokenizer_entry = {"file": "tokenizer.json", "max_length": exporter.max_length,
                                "pad_id": int(tokenizer.pad_token_id)}
-        image_size = (sample_size or int(vae.config.sample_size) // scale) * scale
-        family = "vae-decoder" if components == ("vae_decoder",) else "stable-diffusion"
+        image_size = (exporter.sample_size or int(vae.config.sample_size) // scale) * scale
         manifest.update(
-            family=family, components=entries, scheduler=scheduler, tokenizer=tokenizer_entry,
-            latent={"channels": latent_channels, "scale_factor": scale, "scaling_factor": scaling_factor},
+            family="vae-decoder" if components == ("vae_decoder",) else "stable-diffusion", components=entries,
+            scheduler=scheduler, tokenizer=tokenizer_entry,
+            latent={"channels": int(vae.config.latent_channels), "scale_factor": scale,
+                    "scaling_factor": float(vae.config.scaling_factor)},
             image={"channels": 3, "height": image_size, "width": image_size, "output_range": [-1.0, 1.0]},
-            source={"kind": "diffusers", "from": source,
-                    "model_index": _read_json(Path(source) / "model_index.json")})
+            source={"kind": "diffusers", "from": source, "model_index": _read_json(Path(source) / "model_index.json")})
         if int8 is not None:
             from ..calibration.int8 import quantize_artifact
             quantize_artifact(staging, manifest, int8, progress=progress)
