@@ -174,6 +174,7 @@ def _quality(art: Artifact, opts: Int8Options, reference: dict) -> dict:
     from ..pipelines.decoder import DecoderPipeline
     from ..pipelines.diffusion import DiffusionPipeline
 
+    art = Artifact(art.path, art.manifest)  # a fresh typed view: this round's variants were just added
     if art.family in ("generator", "vae-decoder"):
         int8 = DecoderPipeline(art, backend=opts.backend.value, precision="int8")
         images = [im for x in reference["inputs"] for im in int8(latents=x).images]
