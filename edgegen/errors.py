@@ -107,3 +107,7 @@ def _short_repr(value) -> str:
     short = reprlib.Repr()
     short.maxstring, short.maxother, short.maxlist, short.maxdict, short.maxlevel = 60, 60, 6, 4, 2
     return short.repr(value)
+
+
+class ImportSourceError(EdgegenError):
+    """A directory given to ``edgegen import`` is not a complete export edgegen can import."""

@@ -15,6 +15,7 @@ from .compile import compile
 from .demo import demo
 from .export import export
 from .quantize import quantize
+from .import_ import import_
 from .run import run
 from .serve import serve
 
@@ -34,6 +35,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 app.command(help="Export a model to ONNX, gated against PyTorch, as an edgegen artifact.")(export)
 app.command(help="Add INT8 variants to an artifact (calibrated, quality- and speed-gated; no torch).")(quantize)
 app.command(help="Build an artifact's TensorRT engines for this GPU into ART/engines (pipelines only load them).")(compile)
+app.command(name="import", help="Import an optimum Stable Diffusion export (ONNX or OpenVINO IR) as an artifact, torch-free.")(import_)
 app.command(help="Generate images from an artifact (numpy runtime; never imports torch).")(run)
 app.command(help="Measure latency, memory and quality of artifacts; write JSON / Markdown / HTML reports.")(bench)
 app.command(help="Record calibration feeds from an artifact's FP32 trajectory.")(calibrate)

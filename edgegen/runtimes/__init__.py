@@ -43,9 +43,11 @@ def load_engine(path: str | Path, backend: str | None = None, *, precision: str 
         precision: what the engine computes in; see each backend.
         device: backend device ("CPU" for OpenVINO, "cpu"/"cuda"/"tensorrt" for ONNX Runtime).
     Raises:
-        BackendUnavailableError: unknown or uninstalled backend.
+        BackendUnavailableError: unknown or uninstalled backend, or OpenVINO IR for another backend.
     """
     backend = backend or default_backend()
+    if Path(path).suffix == ".xml" and backend != "openvino":
+        raise BackendUnavailableError(backend, None, f"'{Path(path).name}' is OpenVINO IR: expected backend openvino")
     if backend == "openvino":
         from .openvino import OpenVinoEngine
         return OpenVinoEngine(path, device=device or "CPU", precision=precision, **options)
