@@ -66,30 +66,30 @@ def test_onnx_initializers_are_optimums(imported):
         assert {t.name: t.raw_data for t in ours if t.name in theirs} == theirs
 
 
+NOISE = np.random.default_rng(3).standard_normal((2, 4, H // 2, W // 2), dtype=np.float32)
+PROMPT = dict(prompt="a red cube on a table", negative_prompt="blurry", num_inference_steps=10, guidance_scale=7.5)
+
+
 @pytest.fixture(scope="module")
-def reference_pipe():
+def reference_images() -> np.ndarray:
+    """diffusers' StableDiffusionPipeline on the micro SD that optimum exported: (2, H, W, 3) in [0, 1]."""
     torch = pytest.importorskip("torch")
     diffusers = pytest.importorskip("diffusers")
     pipe = diffusers.StableDiffusionPipeline.from_pretrained(str(FIXTURES / "micro-sd"), safety_checker=None,
                                                              requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
-    return pipe, torch
+    return pipe(**PROMPT, num_images_per_prompt=2, latents=torch.from_numpy(NOISE), height=H, width=W,
+                output_type="np").images
 
 
 @pytest.mark.parametrize("name,backend,limit", [("onnx", "onnxruntime", 2e-3), ("onnx", "openvino", 2e-3),
                                                 ("openvino", "openvino", 2e-3),
                                                 # INT8 weights: measured 6.4e-3 from FP32 diffusers.
                                                 ("openvino-int8", "openvino", 0.05)])
-def test_images_match_diffusers_on_the_same_noise(imported, reference_pipe, name, backend, limit):
-    pipe, torch = reference_pipe
-    noise = np.random.default_rng(3).standard_normal((2, 4, H // 2, W // 2), dtype=np.float32)
-    ref = pipe("a red cube on a table", negative_prompt="blurry", num_inference_steps=10, guidance_scale=7.5,
-               num_images_per_prompt=2, latents=torch.from_numpy(noise), height=H, width=W, output_type="np").images
-    ours = Pipeline.load(imported[name], backend=backend)
-    got = ours("a red cube on a table", negative_prompt="blurry", num_inference_steps=10, guidance_scale=7.5,
-               sampler="ddim", init_noise=noise, height=H, width=W)
-    assert got.images.shape == ref.shape
-    assert np.abs(got.images - ref).max() <= limit
+def test_images_match_diffusers_on_the_same_noise(imported, reference_images, name, backend, limit):
+    got = Pipeline.load(imported[name], backend=backend)(**PROMPT, sampler="ddim", init_noise=NOISE, height=H, width=W)
+    assert got.images.shape == reference_images.shape
+    assert np.abs(got.images - reference_images).max() <= limit
 
 
 @pytest.mark.parametrize("name", ["onnx", "openvino"])
