@@ -14,8 +14,8 @@ from .calibrate import calibrate
 from .compile import compile
 from .demo import demo
 from .export import export
-from .quantize import quantize
 from .import_ import import_
+from .quantize import quantize
 from .run import run
 from .serve import serve
 
