@@ -111,3 +111,12 @@ def _short_repr(value) -> str:
 
 class ImportSourceError(EdgegenError):
     """A directory given to ``edgegen import`` is not a complete export edgegen can import."""
+
+
+class MissingDependencyError(EdgegenError, ImportError):
+    """An optional package a feature needs is not installed; the message names the extra that brings it."""
+
+    def __init__(self, package: str, *, what: str, extra: str):
+        self.package, self.extra = package, extra
+        super().__init__(f"{what} needs '{package}', which is not installed "
+                         f"(install it with: pip install 'edgegen[{extra}]')")

@@ -8,6 +8,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 
+
 def to_unit_range(images: np.ndarray, output_range: Sequence[float]) -> np.ndarray:
     """Map a model's (B, C, H, W) output in [lo, hi] to (B, H, W, C) float32 in [0, 1], clipped."""
     lo, hi = float(output_range[0]), float(output_range[1])

@@ -14,7 +14,8 @@ pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 from edgegen import Pipeline  # noqa: E402
-from edgegen.demo import ZOO, _classify, class_agreement, export_zoo  # noqa: E402
+from edgegen.demo import ZOO, class_agreement, export_zoo  # noqa: E402
+from edgegen.metrics import classify  # noqa: E402
 from edgegen.runtimes import load_engine  # noqa: E402
 
 if not (ZOO / "cond_unet.safetensors").is_file():
@@ -23,7 +24,7 @@ if not (ZOO / "cond_unet.safetensors").is_file():
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
-    arts = export_zoo(tmp_path_factory.mktemp("zoo"), int8=False, progress=lambda m: None)
+    arts = export_zoo(tmp_path_factory.mktemp("zoo"), int8=False)
     return arts, load_engine(arts["classifier"], "onnxruntime")
 
 
@@ -74,12 +75,11 @@ def test_class_label_as_prompt_on_the_cli(zoo, tmp_path):
     files = sorted((tmp_path / "sevens").glob("*.png"))
     images = np.stack([np.asarray(Image.open(f), np.float32)[..., None] / 255 for f in files])
     assert set(Image.open(files[0]).text["class_labels"].split(",")) == {"7"}
-    _, cls = _classify(classifier, images)
-    assert (cls == 7).mean() >= 0.75
+    assert (classify(classifier, images).classes == 7).mean() >= 0.75
     result = run_cli("run", arts["digits-diffusion"], "--class-label", "3", "--guidance-interval", "0,1.25", "--steps",
                      "10", "--num-images", "1", "--out", tmp_path / "three")
     assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "three" / "image-000-0000.png").text["guidance_interval"] == "[0.0, 1.25]"
+    assert Image.open(tmp_path / "three" / "image-0000.png").text["guidance_interval"] == "[0.0, 1.25]"
     assert "guidance_interval" not in Image.open(files[0]).text  # the bundled artifact guides every step
     result = run_cli("run", arts["digits-diffusion"], "--prompt", "a cat", "--out", tmp_path / "x")
     assert result.exit_code == 1 and "expected one of them" in result.output
@@ -88,9 +88,9 @@ def test_class_label_as_prompt_on_the_cli(zoo, tmp_path):
 @pytest.mark.parametrize("name", ["digits-dcgan", "digits-vae"])
 def test_gan_and_vae_samples_are_digits(zoo, name):
     arts, classifier = zoo
-    conf, cls = _classify(classifier, Pipeline.load(arts[name])(num_images=256, seed=0).images)
-    assert conf.mean() >= 0.8, conf.mean()
-    assert len(set(cls.tolist())) >= 8
+    scores = classify(classifier, Pipeline.load(arts[name])(num_images=256, seed=0).images)
+    assert scores.confidence.mean() >= 0.8, scores.confidence.mean()
+    assert len(set(scores.classes.tolist())) >= 8
 
 
 def test_model_cards_record_recipe_and_losses():
@@ -162,4 +162,4 @@ def test_export_records_a_guidance_interval(tmp_path):
         result = run_cli("run", tmp_path / "art", "--class-label", "5", "--steps", "5", "--num-images", "1",
                          "--out", out, *flag)
         assert result.exit_code == 0, result.output
-        assert Image.open(out / "image-000-0000.png").text.get("guidance_interval") == expected
+        assert Image.open(out / "image-0000.png").text.get("guidance_interval") == expected

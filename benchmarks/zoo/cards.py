@@ -39,7 +39,7 @@ def guidance_study(work: Path) -> list[str]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as work:
-        summary = run_demo(work, bench=False, progress=lambda m: print(m, flush=True))
+        summary = run_demo(work, bench=False, progress=lambda stage, done=0, total=None: total is None and print(stage, flush=True))
         study = guidance_study(Path(work))
     cards = {n: json.loads((ZOO / f"{n}.json").read_text()) for n in ("cond_unet", "dcgan", "vae", "classifier")}
     m = summary["models"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifact import write_json_atomic
+from ..atomic import write_json_atomic, write_text_atomic
 from ..images import grid, to_uint8
 
 UNITS = {"load_s": "s", "first_run_s": "s", "seconds_per_image": "s/image", "images_per_second": "images/s",
@@ -74,7 +74,7 @@ def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def write_reports(report: dict, out: str | Path) -> dict[str, Path]:
-    """Write report.json / report.md / report.html into ``out``; returns their paths."""
+    """Write report.json / report.md / report.html into ``out`` (atomically, umask modes); returns their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = report["results"]
@@ -94,7 +94,7 @@ def write_reports(report: dict, out: str | Path) -> dict[str, Path]:
           *["| " + " | ".join(b) + " |" for b in comp_body],
           "\nPSNR / SSIM compare each configuration with the FP32 run of the same artifact on the same noise. "
           "Time ratio is relative to the first row."]
-    (out / "report.md").write_text("\n".join(md) + "\n")
+    write_text_atomic(out / "report.md", "\n".join(md) + "\n")
 
     def html_table(h, b):
         return ("<table><tr>" + "".join(f"<th>{html.escape(x)}</th>" for x in h) + "</tr>"
@@ -113,7 +113,7 @@ img{{image-rendering:pixelated;max-width:360px;min-width:160px}}</style></head><
 <h2>Latency per component</h2><img id="plot" alt="latency plot" style="max-width:900px" src="data:image/png;base64,{_plot(rows)}">
 <h2>Images (same noise; FP32 and quantized side by side)</h2><div id="grids">{grids}</div>
 </body></html>"""
-    (out / "report.html").write_text(page)
+    write_text_atomic(out / "report.html", page)
     return {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
 
 

@@ -8,15 +8,16 @@ import platform
 import subprocess
 import sys
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..artifact import Artifact
 from ..errors import EdgegenError
+from ..metrics import classify, frechet_distance, image_figures
+from ..progress import ProgressCallback, silent
 
 
 @dataclass(frozen=True)
@@ -87,86 +88,79 @@ def _configs(art: Artifact, opts: BenchOptions) -> list[tuple[str, str]]:
     return configs
 
 
-def _classify(model: Path, images: np.ndarray) -> dict:
-    from ..runtimes import load_engine
+def _measure(art: Artifact, backend: str, precision: str, opts: BenchOptions, stem: Path) -> tuple[dict, np.ndarray]:
+    """Run one configuration in a fresh worker process; returns its figures and its last images.
 
-    engine = load_engine(model, "onnxruntime")
-    spec = engine.inputs[0]
-    c, h, w = spec.shape[1:]
-    from PIL import Image
-
-    batch = []
-    for im in images:
-        pil = Image.fromarray((im[..., 0] if im.shape[-1] == 1 else im).astype(np.float32), mode="F") \
-            if im.shape[-1] == 1 else Image.fromarray((im * 255).round().astype(np.uint8))
-        pil = pil.resize((w, h), Image.BILINEAR)
-        arr = np.asarray(pil, dtype=np.float32)
-        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1) / 255
-        batch.append(arr[:c])
-    out = engine({spec.name: np.stack(batch).astype(np.float32)})
-    values = list(out.values())
-    logits = values[0].astype(np.float64)
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
-    return {"confidence": probs.max(1), "classes": probs.argmax(1), "features": values[1] if len(values) > 1 else None}
+    A fresh interpreter (``python -m edgegen.bench.worker``), never a fork of this process, so
+    nothing loaded here (torch, other engines) counts in the worker's memory; the worker reports
+    its own peak (see :mod:`edgegen.bench.worker`). ``stem``: where its files go (+ .json, .npy).
+    """
+    cfg = {"artifact": str(art.path), "backend": backend, "precision": precision, "steps": opts.steps,
+           "runs": opts.runs, "warmup": opts.warmup, "seed": opts.seed, "num_images": opts.num_images,
+           "prompt": opts.prompt, "guidance_scale": opts.guidance_scale, "sampler": opts.sampler,
+           "height": opts.height, "width": opts.width,
+           "images_out": str(stem.with_suffix(".npy")), "result_out": str(stem.with_suffix(".json"))}
+    cfg_path = stem.with_suffix(".cfg.json")
+    cfg_path.write_text(json.dumps(cfg))
+    proc = subprocess.run(worker_command(cfg_path), capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit status {proc.returncode}"
+        raise EdgegenError(f"bench of '{art.path}' on {backend} {precision} failed: {last}")
+    return json.loads(Path(cfg["result_out"]).read_text()), np.load(cfg["images_out"])
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two (N, D) feature sets (as FID, Heusel et al. 2017)."""
-    from scipy import linalg
+def worker_command(cfg_path: str | Path) -> list[str]:
+    """The command line of one bench worker (tests run it under ``/usr/bin/time -v``)."""
+    return [sys.executable, "-m", "edgegen.bench.worker", str(cfg_path)]
 
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    with warnings.catch_warnings():
-        # Few samples give singular covariances; sqrtm still returns the usable estimate.
-        warnings.simplefilter("ignore")
-        covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    covmean = covmean.real
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+def _scores(opts: BenchOptions, images: np.ndarray, reference: np.ndarray | None) -> dict:
+    """Quality vs the FP32 images on the same noise, and the metric model's confidence."""
+    row = {}
+    if reference is not None:
+        row["quality"] = image_figures(list(reference), list(images))
+    if opts.metric_model:
+        from ..runtimes import load_engine
+
+        cls = classify(load_engine(opts.metric_model, "onnxruntime"), images)
+        row["classifier"] = {"mean_confidence": float(cls.confidence.mean()),
+                             "classes": np.bincount(cls.classes, minlength=1).tolist()}
+        if cls.features is not None:
+            row["_features"] = cls.features
+    return row
 
 
 def bench(artifacts: Sequence[str | Path], opts: BenchOptions = BenchOptions(), *,
-          progress: Callable[[str], None] | None = None) -> dict:
-    """Measure every (artifact, backend, precision); returns the report dict (see ``report.json``)."""
-    from ..calibration.gates import image_figures
+          progress: ProgressCallback | None = None) -> dict:
+    """Measure every (artifact, backend, precision); returns the report dict (see ``report.json``).
 
-    say = progress or (lambda _m: None)
-    results = []
+    Each configuration runs in its own fresh process (:func:`_measure`). ``progress`` gets
+    ``("bench", configurations done, configurations)`` and a message line per configuration.
+    """
+    report = progress or silent
+    arts = [Artifact.load(path) for path in artifacts]
+    plan = [(art, backend, precision) for art in arts for backend, precision in _configs(art, opts)]
+    results, references = [], {}
     with tempfile.TemporaryDirectory() as scratch:
-        for index, path in enumerate(artifacts):
-            art = Artifact.load(path)
-            reference = None
-            for backend, precision in _configs(art, opts):
-                say(f"{art.path.name}: {backend} {precision}")
-                cfg = {"artifact": str(art.path), "backend": backend, "precision": precision, "steps": opts.steps,
-                       "runs": opts.runs, "warmup": opts.warmup, "seed": opts.seed, "num_images": opts.num_images,
-                       "prompt": opts.prompt, "guidance_scale": opts.guidance_scale, "sampler": opts.sampler,
-                       "height": opts.height, "width": opts.width,
-                       "images_out": str(Path(scratch) / f"{index}-{backend}-{precision}.npy"),
-                       "result_out": str(Path(scratch) / f"{index}-{backend}-{precision}.json")}
-                cfg_path = Path(scratch) / "cfg.json"
-                cfg_path.write_text(json.dumps(cfg))
-                proc = subprocess.run([sys.executable, "-m", "edgegen.bench.worker", str(cfg_path)],
-                                      capture_output=True, text=True)
-                if proc.returncode != 0:
-                    raise EdgegenError(f"bench of '{art.path}' on {backend} {precision} failed: "
-                                       f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
-                figures = json.loads(Path(cfg["result_out"]).read_text())
-                images = np.load(cfg["images_out"])
-                row = {"artifact": str(art.path), "name": art.path.name, "family": art.family, "backend": backend,
-                       "precision": precision, "size_mb": _size_mb(art, precision, backend), **figures,
-                       "images": images}
-                if precision == "fp32" and reference is None:
-                    reference = images
-                if reference is not None:
-                    row["quality"] = image_figures(list(reference), list(images))
-                if opts.metric_model:
-                    cls = _classify(opts.metric_model, images)
-                    row["classifier"] = {"mean_confidence": float(cls["confidence"].mean()),
-                                         "classes": np.bincount(cls["classes"], minlength=1).tolist()}
-                    if cls["features"] is not None:
-                        row["_features"] = cls["features"]
-                results.append(row)
+        for done, (art, backend, precision) in enumerate(plan):
+            report(f"bench: {art.path.name} {backend} {precision}", 0, None)
+            report("bench", done, len(plan))
+            figures, images = _measure(art, backend, precision, opts,
+                                       Path(scratch) / f"{done}-{backend}-{precision}")
+            if precision == "fp32":
+                references.setdefault(str(art.path), images)
+            results.append({"artifact": str(art.path), "name": art.path.name, "family": art.family,
+                            "backend": backend, "precision": precision,
+                            "size_mb": _size_mb(art, precision, backend), **figures, "images": images,
+                            **_scores(opts, images, references.get(str(art.path)))})
+        report("bench", len(plan), len(plan))
+    _compare_rows(results)
+    return {"machine": machine(), "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
+            "results": results}
+
+
+def _compare_rows(results: list[dict]) -> None:
+    """Ratios to the first row, and each row's Fréchet distance to its artifact's FP32 features."""
     base = results[0]
     for row in results:
         row["ratio_vs_first"] = {"seconds_per_image": row["seconds_per_image"]["median"] / base["seconds_per_image"]["median"],
@@ -177,5 +171,3 @@ def bench(artifacts: Sequence[str | Path], opts: BenchOptions = BenchOptions(), 
             row["classifier"]["frechet_distance_vs_fp32"] = frechet_distance(ref["_features"], row["_features"])
     for row in results:
         row.pop("_features", None)
-    return {"machine": machine(), "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
-            "results": results}

@@ -1,8 +1,9 @@
 """The INT8 quality gate (whole-pipeline images and per-step U-Net error) and speed gate.
 
 Quality: the FP32 and INT8 pipelines run the same inputs and the same noise; final images are
-compared by PSNR and SSIM (scikit-image), and for diffusion the INT8 U-Net is also run on the
-FP32 trajectory's own feeds, step by step, giving the relative L2 error of its output per step.
+compared by PSNR and SSIM (:func:`edgegen.metrics.image_figures`), and for diffusion the INT8
+U-Net is also run on the FP32 trajectory's own feeds, step by step, giving the relative L2 error
+of its output per step.
 Speed: each component's FP32 and INT8 engines are timed on the exported shapes.
 """
 
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from ..metrics import image_figures  # noqa: F401  (the quality gate's figures; int8 calls gates.image_figures)
 
 
 @dataclass(frozen=True)
@@ -28,20 +31,6 @@ class QualityThresholds:
     min_psnr: float
     min_ssim: float
     max_step_error: float | None = None
-
-
-def image_figures(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> dict:
-    """PSNR (dB, capped at 100 for identical images) and SSIM of pairs of (H, W, C) images in [0, 1]."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    psnr, ssim = [], []
-    for a, b in zip(reference, candidate):
-        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-        psnr.append(min(100.0, float(peak_signal_noise_ratio(a, b, data_range=1.0))) if not np.array_equal(a, b) else 100.0)
-        win = min(7, a.shape[0], a.shape[1]) // 2 * 2 + 1 if min(a.shape[:2]) < 7 else 7
-        ssim.append(float(structural_similarity(a, b, data_range=1.0, channel_axis=-1, win_size=win)))
-    return {"psnr_db": {"median": statistics.median(psnr), "mean": float(np.mean(psnr)), "min": float(np.min(psnr))},
-            "ssim": {"mean": float(np.mean(ssim)), "min": float(np.min(ssim))}, "images": len(psnr)}
 
 
 def step_errors(fp32_engine, int8_engine, feeds_per_step: Sequence[Sequence[Mapping[str, np.ndarray]]]) -> list[float]:

@@ -1,14 +1,16 @@
 """The `edgegen` command line (typer). One module per command; each parses, calls one library
-function and prints the result. Errors print one line and exit 1; ``--debug`` shows tracebacks."""
+function and prints the result. Errors print one line and exit 1; ``--debug`` shows tracebacks;
+usage errors exit 2, Ctrl-C 130 (see :mod:`edgegen.cli.common`)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import Annotated, Optional
 
 import typer
 
 from .. import __version__
-from .common import state
+from .common import EXIT_INTERRUPTED, describe, error, state
 from .bench import bench
 from .calibrate import calibrate
 from .compile import compile
@@ -23,13 +25,19 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Export, quantize and run image generators on edge engines.")
 
 
-@app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
-          version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
-    state["debug"] = debug
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(ctx: typer.Context,
+          debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+          version: Annotated[Optional[bool], typer.Option("--version", help="Print the version and exit.",
+                                                          callback=_print_version, is_eager=True)] = None) -> None:
+    state["debug"] = debug
+    state["command"] = ctx.invoked_subcommand
 
 
 app.command(help="Export a model to ONNX, gated against PyTorch, as an edgegen artifact.")(export)
@@ -44,4 +52,22 @@ app.command(help="Serve artifacts with an OpenAI-compatible images API on Ray Se
 
 
 def main() -> None:
-    app()
+    """The console script: runs the app and turns whatever escapes a command into its exit status.
+
+    Click's usage errors print as click writes them (plain text, exit 2), not in a rich panel,
+    so a piped log is never boxed or wrapped.
+    """
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        exc.show()
+        code = exc.exit_code
+    except typer.Abort:
+        error("interrupted")
+        code = EXIT_INTERRUPTED
+    except (Exception, KeyboardInterrupt) as exc:
+        if state["debug"]:
+            raise
+        message, code = describe(exc)
+        error(message)
+    sys.exit(code if isinstance(code, int) else 0)

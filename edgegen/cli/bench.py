@@ -7,7 +7,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .common import Backend, console, reported, stdout
+from .common import Backend, progress_bar, reported, require_extras, stdout
 
 
 def bench(
@@ -25,19 +25,20 @@ def bench(
     json_only: Annotated[bool, typer.Option("--json", help="Print only the JSON report.")] = False,
 ) -> None:
     """Measure artifacts on each backend and precision; write report.json, report.md and report.html."""
-    from ..bench.report import write_reports
-    from ..bench.run import BenchOptions, bench as run_bench
-    from ..runtimes import default_backend
-
     with reported():
+        require_extras("bench", "bench", "metrics")
+        from ..bench.report import write_reports
+        from ..bench.run import BenchOptions, bench as run_bench
+        from ..runtimes import default_backend
+
         opts = BenchOptions(backends=tuple(b.value for b in backend) if backend else (default_backend(),),
                             steps=steps, runs=runs, warmup=warmup, num_images=num_images, seed=seed, height=height,
                             width=width, metric_model=metric_model)
         if json_only:
             report = run_bench(artifacts, opts)
         else:
-            with console.status("measuring") as status:
-                report = run_bench(artifacts, opts, progress=lambda m: status.update(f"measuring {m}"))
+            with progress_bar() as progress:
+                report = run_bench(artifacts, opts, progress=progress)
         paths = write_reports(report, out)
         if json_only:
             stdout(paths["json"].read_text())

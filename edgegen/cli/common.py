@@ -1,19 +1,42 @@
-"""Helpers every command shares: error reporting, option parsing, the console."""
+"""Helpers every command shares: the error path, option parsing, the console.
+
+Messages are printed as plain text: never interpreted as rich markup or emoji codes (a path with
+``[/x]`` or ``:cat:`` prints as given), never hard-wrapped (a log piped to a file keeps one line
+per message). Exit codes: 0 success, 1 an error the user can act on (one line on stderr; the
+traceback with ``--debug``), 2 a usage error (click's message), 130 interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
+import errno
+import importlib.util
 import sys
+import traceback
 from contextlib import contextmanager
 from enum import Enum
+from pathlib import Path
 from typing import Iterator
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ..errors import EdgegenError
 
-console = Console(stderr=True)
-state = {"debug": False}
+console = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
+state = {"debug": False, "command": None}
+
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+# Import name -> the extra that installs it (tests/test_cli_errors.py holds this to pyproject.toml).
+EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "diffusers": "export",
+          "transformers": "export", "safetensors": "export", "skimage": "metrics", "scipy": "metrics",
+          "openvino": "openvino", "nncf": "openvino", "matplotlib": "bench", "tensorrt": "tensorrt",
+          "ray": "serve"}
+# Where a foreign exception came from (the package of the deepest frame) -> the name users know.
+_ORIGINS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "tensorrt": "TensorRT", "tokenizers": "the tokenizer",
+            "edgegen.tokenizer": "the tokenizer", "PIL": "Pillow", "numpy": "numpy"}
+_EDGEGEN = Path(__file__).resolve().parents[1]
 
 
 class Backend(str, Enum):
@@ -22,16 +45,109 @@ class Backend(str, Enum):
     tensorrt = "tensorrt"
 
 
+def say(message: str, *, style: str | None = None) -> None:
+    """Print one message on stderr as plain text, unwrapped."""
+    console.print(Text(message, style=style or ""), soft_wrap=True)
+
+
+def error(message: str) -> None:
+    """Print ``error: MESSAGE`` on stderr, the prefix in red on a terminal, the message as given."""
+    console.print(Text.assemble(("error: ", "bold red"), " ".join(message.split())), soft_wrap=True)
+
+
+def _command() -> str:
+    return f"edgegen {state['command']}" if state["command"] else "edgegen"
+
+
+def _origin(exc: BaseException) -> tuple[str, str | None]:
+    """(the package of the deepest frame, the deepest edgegen module) of a foreign exception."""
+    package, module = None, None
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = Path(frame.filename).resolve()
+        if path.is_relative_to(_EDGEGEN):
+            module = module or ".".join(("edgegen", *path.relative_to(_EDGEGEN).with_suffix("").parts))
+            package = package or module
+        elif package is None:
+            parts = path.parts
+            site = [i for i, p in enumerate(parts) if p in ("site-packages", "dist-packages")]
+            package = parts[site[-1] + 1].removesuffix(".py") if site and len(parts) > site[-1] + 1 else None
+    return package or "edgegen", module
+
+
+def _foreign(exc: BaseException) -> str:
+    """One line for an exception from a library edgegen calls (an engine, the tokenizer, ...)."""
+    package, module = _origin(exc)
+    who = _ORIGINS.get(package) or _ORIGINS.get(package.split(".")[0], package)
+    where = f" (in {module})" if module and module != package else ""
+    text = " ".join(str(exc).split()) or "no message"
+    text = text if len(text) <= 400 else text[:400] + " ..."
+    return f"{who} failed{where}: {type(exc).__name__}: {text} (run with --debug for the traceback)"
+
+
+def _os_error(exc: OSError) -> str:
+    names = " -> ".join(f"'{n}'" for n in (exc.filename, exc.filename2) if n is not None)
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on device{' writing ' + names if names else ''}; nothing was published"
+    if exc.strerror:
+        return f"{exc.strerror}{': ' + names if names else ''}"
+    return str(exc)
+
+
+def missing_module(exc: ModuleNotFoundError) -> str:
+    """'edgegen bench needs matplotlib, which is not installed: pip install 'edgegen[bench]''."""
+    top = (exc.name or "").split(".")[0]
+    if top in EXTRAS:
+        return f"{_command()} needs {top}, which is not installed: pip install 'edgegen[{EXTRAS[top]}]'"
+    return f"{_command()} needs the Python module '{exc.name}', which is not installed"
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """The one line and the exit status for an exception that reached the CLI."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", EXIT_INTERRUPTED
+    if isinstance(exc, EdgegenError):
+        return str(exc), EXIT_ERROR
+    if isinstance(exc, ModuleNotFoundError):
+        return missing_module(exc), EXIT_ERROR
+    if isinstance(exc, OSError):
+        return _os_error(exc), EXIT_ERROR
+    if isinstance(exc, MemoryError):
+        detail = f" ({exc})" if str(exc) else ""
+        return f"out of memory{detail}: ask for fewer or smaller images", EXIT_ERROR
+    if isinstance(exc, ValueError) and _origin(exc)[0].startswith("edgegen"):
+        return str(exc), EXIT_ERROR
+    return _foreign(exc), EXIT_ERROR
+
+
 @contextmanager
 def reported() -> Iterator[None]:
-    """Turn edgegen errors into one line on stderr and exit status 1 (``--debug``: the traceback)."""
+    """Turn any failure into one line on stderr and its exit status (``--debug``: the traceback).
+
+    Typer's own exceptions (usage errors, ``typer.Exit``) pass through untouched.
+    """
     try:
         yield
-    except (EdgegenError, FileNotFoundError, ValueError) as exc:
+    except (typer.TyperException, typer.Exit, typer.Abort):
+        raise
+    except (Exception, KeyboardInterrupt) as exc:
         if state["debug"]:
             raise
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-        raise typer.Exit(1) from None
+        message, code = describe(exc)
+        error(message)
+        raise typer.Exit(code) from None
+
+
+def require_extras(command: str, *extras: str) -> None:
+    """Refuse up front, in one line, when a command's extras are not installed.
+
+    Raises:
+        EdgegenError: naming the missing modules and the ``pip install 'edgegen[...]'`` that adds them.
+    """
+    missing = [m for m, extra in EXTRAS.items() if extra in extras and importlib.util.find_spec(m) is None]
+    if missing:
+        needed = ",".join(e for e in extras if any(EXTRAS[m] == e for m in missing))
+        raise EdgegenError(f"edgegen {command} needs {', '.join(missing)}, which "
+                           f"{'is' if len(missing) == 1 else 'are'} not installed: pip install 'edgegen[{needed}]'")
 
 
 def parse_ints(value: str | None, flag: str, count: tuple[int, ...] | None = None) -> tuple[int, ...] | None:
@@ -59,10 +175,8 @@ def parse_range(value: str, flag: str) -> tuple[float, float]:
 
 
 def progress_printer(prefix: str = ""):
-    """A ``Callable[[str], None]`` that prints each message on stderr (no markup interpretation)."""
-    def say(message: str) -> None:
-        console.print(f"{prefix}{message}", highlight=False, markup=False)
-    return say
+    """A ``Callable[[str], None]`` that prints each message on stderr (plain text, unwrapped)."""
+    return lambda message: say(f"{prefix}{message}")
 
 
 @contextmanager
@@ -70,7 +184,7 @@ def progress_bar() -> Iterator["ProgressCallback"]:
     """A :data:`edgegen.progress.ProgressCallback` drawn as rich progress bars with ETA on stderr.
 
     Each distinct stage label with a total gets its own bar with elapsed time and ETA; a call
-    with ``total=None`` (a message) is printed whole above the bars.
+    with ``total=None`` for a new label (a message) is printed whole, as plain text, above the bars.
     """
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -85,7 +199,7 @@ def progress_bar() -> Iterator["ProgressCallback"]:
             if total is None and stage not in tasks:
                 # A message: printed whole above the bars (a task line would be cut to the
                 # terminal's width and spin forever).
-                bar.console.print(stage, markup=False, highlight=False, soft_wrap=True)
+                bar.console.print(Text(stage), soft_wrap=True)
                 return
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total)

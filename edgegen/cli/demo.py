@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import progress_printer, reported, stdout
+from .common import progress_bar, reported, require_extras, stdout
 
 
 def demo(
@@ -18,8 +18,10 @@ def demo(
     bench: Annotated[bool, typer.Option(help="Also measure latency with edgegen bench.")] = True,
 ) -> None:
     """Export the bundled digit models (FP32 + INT8), generate, classify, measure."""
-    from ..demo import run_demo
-
     with reported():
-        run_demo(out, steps=steps, seed=seed, guidance_scale=guidance_scale, bench=bench, progress=progress_printer())
+        require_extras("demo", "export", "openvino", "bench", "metrics")
+        from ..demo import run_demo
+
+        with progress_bar() as progress:
+            run_demo(out, steps=steps, seed=seed, guidance_scale=guidance_scale, bench=bench, progress=progress)
         stdout(f"demo written to {out}: grids *.png, summary.md, bench/report.html")

@@ -130,7 +130,7 @@ def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, di
     written, total, engine = [], 0.0, 0.0
     with Progress(console=console, transient=True, disable=not diffusion) as bar:
         task = bar.add_task("sampling", total=steps * len(batches))
-        for index, (start, count) in enumerate(batches):
+        for start, count in batches:
             done = [0]
 
             def advance(i, x, done=done):
@@ -146,7 +146,7 @@ def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, di
             detail = nonfinite_detail(result.images)
             if detail:
                 raise NonFiniteError("the generated images", "", "", f"{detail}; nothing was written for this batch")
-            written += result.save(out, prefix=f"image-{index:03d}")
+            written += result.save(out, start=len(written))  # image-0000.png ... across batches, as the API names them
             total += result.timings["total_s"]
             engine += result.timings["engine_s"]
     return written, total, engine

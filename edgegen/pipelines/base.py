@@ -121,13 +121,17 @@ class Generation:
 
         return [Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im) for im in self.uint8()]
 
-    def save(self, out_dir: str | Path, prefix: str = "image") -> list[Path]:
-        """Write ``prefix-0000.png`` ... with ``info`` as PNG text chunks; returns the paths."""
+    def save(self, out_dir: str | Path, prefix: str = "image", start: int = 0) -> list[Path]:
+        """Write ``prefix-0000.png`` ... with ``info`` as PNG text chunks; returns the paths.
+
+        ``start`` numbers the first image (the CLI numbers images across its batches, so the CLI
+        and this method name the n-th image of a run alike: ``image-0000.png``, ``image-0001.png``).
+        """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         text = {k: v for k, v in self.info.items() if v is not None}
         paths = []
-        for i, image in enumerate(self.uint8()):
+        for i, image in enumerate(self.uint8(), start=start):
             paths.append(save_png(out / f"{prefix}-{i:04d}.png", image, {**text, "index": i}))
         return paths
 
