@@ -45,11 +45,6 @@ class Backend(str, Enum):
     tensorrt = "tensorrt"
 
 
-def say(message: str, *, style: str | None = None) -> None:
-    """Print one message on stderr as plain text, unwrapped."""
-    console.print(Text(message, style=style or ""), soft_wrap=True)
-
-
 def error(message: str) -> None:
     """Print ``error: MESSAGE`` on stderr, the prefix in red on a terminal, the message as given."""
     console.print(Text.assemble(("error: ", "bold red"), " ".join(message.split())), soft_wrap=True)
@@ -172,11 +167,6 @@ def parse_range(value: str, flag: str) -> tuple[float, float]:
     if not lo < hi:
         raise typer.BadParameter(f"expected LO < HI, got '{value}'", param_hint=flag)
     return lo, hi
-
-
-def progress_printer(prefix: str = ""):
-    """A ``Callable[[str], None]`` that prints each message on stderr (plain text, unwrapped)."""
-    return lambda message: say(f"{prefix}{message}")
 
 
 @contextmanager
