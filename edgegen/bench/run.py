@@ -69,7 +69,7 @@ def machine() -> dict:
 def _size_mb(art: Artifact, precision: str, backend: str) -> float:
     """Megabytes of the files the configuration loads."""
     total = 0
-    for name in art.manifest["components"]:
+    for name in art.spec.components:
         try:
             path = art.component_path(name, None if precision in ("fp32", "bf16") else precision, backend)
         except EdgegenError:
@@ -83,7 +83,7 @@ def _configs(art: Artifact, opts: BenchOptions) -> list[tuple[str, str]]:
     configs = []
     for backend in opts.backends:
         precisions = opts.precisions or ("fp32", *[p for p in ("int8",) if any(
-            art.has_variant(n, p, backend) for n in art.manifest["components"])])
+            art.has_variant(n, p, backend) for n in art.spec.components)])
         configs += [(backend, p) for p in precisions]
     return configs
 
