@@ -146,3 +146,21 @@ def test_failed_gate_writes_nothing(tmp_path):
 def test_openvino_ir_needs_the_openvino_backend(imported):
     with pytest.raises(BackendUnavailableError, match="OpenVINO IR: expected backend openvino"):
         Pipeline.load(imported["openvino"], backend="onnxruntime")
+
+
+def test_external_data_is_copied_beside_the_component(tmp_path):
+    """optimum writes a U-Net past 2 GB as model.onnx + model.onnx_data; the same layout, made here
+    from the micro U-Net, lands as unet.onnx + unet.onnx.data with the weights' bytes unchanged."""
+    import onnx
+
+    src = tmp_path / "onnx-external"
+    shutil.copytree(FIXTURES / "onnx", src)
+    model = onnx.load(str(src / "unet" / "model.onnx"))
+    onnx.save_model(model, str(src / "unet" / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="model.onnx_data", size_threshold=0)
+    art = import_optimum(src, tmp_path / "art")
+    assert (art / "unet.onnx.data").read_bytes() == (src / "unet" / "model.onnx_data").read_bytes()
+    m = json.loads((art / "edgegen.json").read_text())
+    assert "external data model.onnx_data -> unet.onnx.data" in m["components"]["unet"]["adapted"]
+    assert m["components"]["unet"]["parity"]["outputs"]["noise_pred"]["max_abs"] <= 1e-4
+    assert Pipeline.load(art, backend="onnxruntime")("a cat", num_inference_steps=2, height=H, width=W).images.shape == (1, H, W, 3)
