@@ -26,7 +26,7 @@ def bench(
 ) -> None:
     """Measure artifacts on each backend and precision; write report.json, report.md and report.html."""
     with reported():
-        require_extras("bench", "bench", "metrics")
+        require_extras("bench", "bench")
         from ..bench.report import write_reports
         from ..bench.run import BenchOptions, bench as run_bench
         from ..runtimes import default_backend

@@ -32,7 +32,9 @@ EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "diffusers": "export",
           "transformers": "export", "safetensors": "export", "skimage": "metrics", "scipy": "metrics",
           "openvino": "openvino", "nncf": "openvino", "matplotlib": "bench", "tensorrt": "tensorrt",
-          "ray": "serve"}
+          "ray": "serve", "fastapi": "serve"}
+# Import names that differ from the distribution's name on PyPI.
+DISTRIBUTIONS = {"skimage": "scikit-image"}
 # Where a foreign exception came from (the package of the deepest frame) -> the name users know.
 _ORIGINS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "tensorrt": "TensorRT", "tokenizers": "the tokenizer",
             "edgegen.tokenizer": "the tokenizer", "PIL": "Pillow", "numpy": "numpy"}
@@ -92,7 +94,8 @@ def missing_module(exc: ModuleNotFoundError) -> str:
     """'edgegen bench needs matplotlib, which is not installed: pip install 'edgegen[bench]''."""
     top = (exc.name or "").split(".")[0]
     if top in EXTRAS:
-        return f"{_command()} needs {top}, which is not installed: pip install 'edgegen[{EXTRAS[top]}]'"
+        return (f"{_command()} needs {DISTRIBUTIONS.get(top, top)}, which is not installed: "
+                f"pip install 'edgegen[{EXTRAS[top]}]'")
     return f"{_command()} needs the Python module '{exc.name}', which is not installed"
 
 
@@ -132,17 +135,22 @@ def reported() -> Iterator[None]:
         raise typer.Exit(code) from None
 
 
-def require_extras(command: str, *extras: str) -> None:
+def require_extras(command: str, *extras: str, included: tuple[str, ...] = ("metrics",)) -> None:
     """Refuse up front, in one line, when a command's extras are not installed.
 
+    ``extras`` are what the user installs; ``included`` what those extras bring along (checked
+    too, never suggested: ``pip install 'edgegen[bench]'`` installs the metrics extra).
+
     Raises:
-        EdgegenError: naming the missing modules and the ``pip install 'edgegen[...]'`` that adds them.
+        EdgegenError: naming the missing packages and the ``pip install 'edgegen[...]'`` that adds them.
     """
-    missing = [m for m, extra in EXTRAS.items() if extra in extras and importlib.util.find_spec(m) is None]
+    wanted = set(extras) | set(included)
+    missing = [DISTRIBUTIONS.get(m, m) for m, extra in EXTRAS.items()
+               if extra in wanted and importlib.util.find_spec(m) is None]
     if missing:
-        needed = ",".join(e for e in extras if any(EXTRAS[m] == e for m in missing))
-        raise EdgegenError(f"edgegen {command} needs {', '.join(missing)}, which "
-                           f"{'is' if len(missing) == 1 else 'are'} not installed: pip install 'edgegen[{needed}]'")
+        names = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise EdgegenError(f"edgegen {command} needs {names}, not installed: "
+                           f"pip install 'edgegen[{','.join(extras)}]'")
 
 
 def parse_ints(value: str | None, flag: str, count: tuple[int, ...] | None = None) -> tuple[int, ...] | None:
@@ -184,7 +192,8 @@ def progress_bar() -> Iterator["ProgressCallback"]:
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), TextColumn("ETA"),
                TimeRemainingColumn())
     tasks: dict[str, int] = {}
-    with Progress(*columns, console=console, transient=False) as bar:
+    # Bars only on a terminal: a piped log gets the message lines, not a final snapshot of bars.
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as bar:
         def report(stage: str, done: int = 0, total: int | None = None) -> None:
             if total is None and stage not in tasks:
                 # A message: printed whole above the bars (a task line would be cut to the

@@ -19,7 +19,7 @@ def demo(
 ) -> None:
     """Export the bundled digit models (FP32 + INT8), generate, classify, measure."""
     with reported():
-        require_extras("demo", "export", "openvino", "bench", "metrics")
+        require_extras("demo", "export", "openvino", "bench")
         from ..demo import run_demo
 
         with progress_bar() as progress:
