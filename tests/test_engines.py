@@ -125,3 +125,30 @@ def test_nonfinite_feed_is_refused_before_the_engine_runs(divide_model, backend)
     with pytest.raises(NonFiniteError, match=r"input 'x' expects finite values, got 0 NaN and 1 Inf of 4 values, "
                                              r"first at \(0, 3\) \(the caller fed it"):
         load_engine(divide_model, backend)({"x": x, "d": np.ones((1, 4), np.float32)})
+
+
+@pytest.fixture(scope="module")
+def attention_model(tmp_path_factory):
+    """Self-attention over x (batch, tokens, 8): softmax(x x^T) x, then + y (batch, tokens, 8)."""
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["x", "xt"], ["scores"]),
+             helper.make_node("Softmax", ["scores"], ["weights"], axis=-1),
+             helper.make_node("MatMul", ["weights", "x"], ["attended"]),
+             helper.make_node("Add", ["attended", "y"], ["out"])]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", "tokens", 8]) for n in ("x", "y", "out")]
+    model = helper.make_model(helper.make_graph(nodes, "attn", io[:2], io[2:]),
+                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    path = tmp_path_factory.mktemp("attn") / "attn.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_activation_estimate_finds_the_largest_tensor_and_refuses_misfits(attention_model):
+    from edgegen.runtimes.openvino import activation_estimate
+
+    est = activation_estimate(attention_model, {"x": (2, 100, 8), "y": (2, 100, 8)})
+    assert est.shape == (2, 100, 100) and est.nbytes == 2 * 100 * 100 * 4 and est.dtype == "float32"
+    fused = activation_estimate(attention_model, {"x": (2, 100, 8), "y": (2, 100, 8)}, fused_attention=True)
+    assert fused.shape == (2, 100, 8)  # OpenVINO fuses attention: the scores are never held
+    with pytest.raises(EngineInputError, match=r"model 'attn.onnx' cannot take input shapes"):
+        activation_estimate(attention_model, {"x": (2, 100, 8), "y": (2, 99, 8)})

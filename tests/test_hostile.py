@@ -172,6 +172,24 @@ def test_nan_row_in_latents_is_refused_before_any_engine(arts, tmp_path, backend
     assert pngs(tmp_path / "o") == []
 
 
+def test_schedule_that_goes_nonfinite(arts, tmp_path):
+    """beta_end 2.0 makes alphas_cumprod negative: refused when the schedule is read, or at the
+    latest where the first NaN reaches an engine; never a black PNG."""
+    from edgegen.errors import EdgegenError
+    from edgegen.export import ModuleExportOptions, export_module
+
+    (tmp_path / "s.json").write_text(json.dumps({**SCHEDULER, "beta_end": 2.0}))
+    try:
+        art = export_module(f"{arts['root'] / 'models.py'}:unet", tmp_path / "a", kind="unet", options=ModuleExportOptions(
+            sample_shape=(1, 8, 8), timestep_dtype="float32", scheduler_config=tmp_path / "s.json"))
+    except EdgegenError as exc:  # refused at export: the schedule check came first
+        assert "beta" in str(exc)
+        return
+    line = refused(cli("run", art, "--out", tmp_path / "o", "--steps", "3"))
+    assert "beta" in line or "finite" in line
+    assert pngs(tmp_path / "o") == []
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_nonfinite_init_noise(arts, tmp_path, value):
     noise = np.zeros((1, 1, 8, 8), np.float32)

@@ -128,7 +128,8 @@ def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, di
     from ..runtimes.base import nonfinite_detail
 
     written, total, engine = [], 0.0, 0.0
-    with Progress(console=console, transient=True, disable=not diffusion) as bar:
+    # NaN / Inf are reported once, as a NonFiniteError naming where; numpy's warnings would be noise.
+    with Progress(console=console, transient=True, disable=not diffusion) as bar, np.errstate(all="ignore"):
         task = bar.add_task("sampling", total=steps * len(batches))
         for start, count in batches:
             done = [0]

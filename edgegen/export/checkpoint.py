@@ -36,7 +36,8 @@ def verify_checkpoint(path: str | Path) -> str:
             with safe_open(str(path), framework="pt") as f:
                 list(f.keys())
         except Exception as exc:  # safetensors raises its own error types
-            raise ExportError(f"weights '{path}': expected a safetensors file, could not read it ({exc})") from exc
+            raise ExportError(f"weights '{path}': expected a safetensors file, could not read it "
+                              f"({_first_line(exc)})") from exc
         return sha256_file(path)
     _check_container(path)
     try:
