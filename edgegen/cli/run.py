@@ -90,7 +90,7 @@ def run(
             _check_array(art, array, array_flag, size, sized=height is not None or width is not None)
             num_images = _check_batch(array, array_flag, num_images)
             if art.family == "vae-decoder" and height is None and width is None:
-                f = int(art.manifest["latent"].get("scale_factor", 8))
+                f = art.spec.latent.scale_factor or 8
                 size = (array.shape[2] * f, array.shape[3] * f)  # the latents set the size
         num_images = num_images or 1
         batch = array.shape[0] if array is not None else min(batch_size, num_images)
@@ -156,7 +156,7 @@ def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, di
 def _kind(art) -> str:
     """The artifact's family, with U-Nets split into class-conditional and unconditional."""
     if art.family == "unet":
-        return "unet-class" if art.manifest.get("conditioning") else "unet"
+        return "unet-class" if art.spec.conditioning else "unet"
     return art.family
 
 
@@ -219,18 +219,19 @@ def _check_values(art, *, out: Path, prompt, negative_prompt, class_label, steps
     if guidance_scale is not None and not math.isfinite(guidance_scale):
         raise InputError(f"--guidance-scale: expected a finite number, got {guidance_scale}")
     if steps is not None:
-        total = int(art.manifest.get("scheduler", {}).get("num_train_timesteps", 1000))
+        total = int((art.spec.scheduler or {}).get("num_train_timesteps", 1000))
         if not 1 <= steps <= total:
             raise InputError(f"--steps: expected 1..{total} (the scheduler's training timesteps), got {steps}")
     if class_label is not None:
-        n = int(art.manifest["conditioning"]["num_classes"])
+        n = art.spec.conditioning.num_classes
         if not 0 <= class_label < n:
             raise InputError(f"--class-label: expected 0..{n - 1}, got {class_label}")
     if precision in ("int8", "fp16") and not (backend == "tensorrt" and precision == "fp16"):
-        comps = art.manifest.get("components", {})
-        if not any(precision in c.get("variants", {}) or c.get("precision") == precision for c in comps.values()):
-            have = sorted({c.get("precision", "fp32") for c in comps.values()}
-                          | {p for c in comps.values() for p in c.get("variants", {})})
+        from ..types import Precision as Stored
+
+        want, comps = Stored(precision), art.spec.components.values()
+        if not any(want in c.variants or c.precision is want for c in comps):
+            have = sorted({c.precision.value for c in comps} | {p.value for c in comps for p in c.variants})
             raise InputError(f"--precision {precision}: this artifact has no {precision.upper()} variant (has "
                              f"{', '.join(have)}); export it with --int8" if precision == "int8" else
                              f"--precision {precision}: this artifact has no {precision} variant (has {', '.join(have)})")
@@ -243,12 +244,12 @@ def _check_size(art, height: int | None, width: int | None) -> tuple[int, int] |
     down/up-sampling can take the size is checked with the memory (:func:`_check_memory`)."""
     if art.family not in ("stable-diffusion", "vae-decoder"):
         return None
-    image, latent = art.manifest["image"], art.manifest["latent"]
-    f = int(latent.get("scale_factor", 8))
+    image = art.spec.image
+    f = art.spec.latent.scale_factor or 8
     for flag, value in (("--height", height), ("--width", width)):
         if value is not None and (value <= 0 or value % f):
             raise InputError(f"{flag}: expected a positive multiple of {f} (the VAE's scale factor), got {value}")
-    return (height or int(image["height"]), width or int(image["width"]))
+    return (height or image.height, width or image.width)
 
 
 def _load_array(path: Optional[Path], flag: str) -> Optional[np.ndarray]:
@@ -277,13 +278,13 @@ def _check_array(art, value: np.ndarray, flag: str, size: tuple[int, int] | None
     """dtype (real floats only), non-empty, finite, and the latent shape the artifact expects."""
     from ..pipelines.decoder import check_latents
 
-    latent = art.manifest["latent"]
-    if "shape" in latent:
-        expected = tuple(int(d) for d in latent["shape"])
+    latent = art.spec.latent
+    if latent.shape:
+        expected = tuple(latent.shape)
     else:
-        f = int(latent.get("scale_factor", 8))
+        f = latent.scale_factor or 8
         free = art.family == "vae-decoder" and not sized  # the latents set the image size
-        expected = (int(latent["channels"]), *((None, None) if free else (size[0] // f, size[1] // f)))
+        expected = (latent.channels, *((None, None) if free else (size[0] // f, size[1] // f)))
     check_latents(value, expected, flag, "" if size is None or None in expected else f" at {size[0]}x{size[1]} px")
 
 
@@ -314,22 +315,22 @@ def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | 
     """
     import importlib.util
 
-    default = (int(art.manifest["image"]["height"]), int(art.manifest["image"]["width"]))
+    default = (art.spec.image.height, art.spec.image.width)
     if size is None or (size == default and batch == 1) or importlib.util.find_spec("openvino") is None:
         return
     from ..runtimes import default_backend
     from ..runtimes.openvino import activation_estimate
 
-    f = int(art.manifest["latent"].get("scale_factor", 8))
+    f = art.spec.latent.scale_factor or 8
     h, w = size[0] // f, size[1] // f
     rows = 2 * batch if art.family == "stable-diffusion" else batch  # CFG runs both branches
     feeds = {"unet": ("sample", rows), "vae_decoder": ("latents", batch)}
-    comps = {name: c for name, c in art.manifest.get("components", {}).items() if name in feeds}
+    comps = [name for name in art.spec.components if name in feeds]
     fused = (backend or default_backend()) == "openvino"
-    best, weights = None, sum(os.path.getsize(art.component_path(name)) for name in art.manifest.get("components", {}))
-    for name, comp in comps.items():
+    best, weights = None, sum(os.path.getsize(art.component_path(name)) for name in art.spec.components)
+    for name in comps:
         tensor, n = feeds[name]
-        shape = (n, int(art.manifest["latent"]["channels"]), h, w)
+        shape = (n, art.spec.latent.channels, h, w)
         try:
             est = activation_estimate(art.component_path(name), {tensor: shape}, fused_attention=fused)
         except EngineInputError:
@@ -354,7 +355,7 @@ def _fitting_multiple(art, name: str, tensor: str, rows: int) -> int:
     """The smallest power of two the component's latent size must be a multiple of (by shape inference)."""
     from ..runtimes.openvino import activation_estimate
 
-    channels = int(art.manifest["latent"]["channels"])
+    channels = art.spec.latent.channels
     for k in range(8):
         try:
             activation_estimate(art.component_path(name), {tensor: (rows, channels, 3 << k, 3 << k)})

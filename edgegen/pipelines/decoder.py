@@ -56,19 +56,24 @@ class DecoderPipeline:
         self.backend = self.engine.engine.backend
         self.precision = self.engine.engine.precision
         self.input_name = self.engine.inputs[0].name
-        m = artifact.manifest
-        self.output_range = m["image"]["output_range"]
-        self.latent = m["latent"]
+        self.output_range = artifact.spec.image.output_range
+        self.latent = artifact.spec.latent
 
     def latent_shape(self, num_images: int, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
-        """Shape of the latents for ``num_images`` (for a vae-decoder, at ``height`` x ``width`` pixels)."""
+        """Shape of the latents for ``num_images`` (for a vae-decoder, at ``height`` x ``width`` pixels).
+
+        Raises:
+            EngineInputError: height / width not a positive multiple of the decoder's scale factor.
+        """
         if self.component == "generator":
-            return (num_images, *self.latent["shape"])
-        image = self.artifact.manifest["image"]
-        h, w, f = height or image["height"], width or image["width"], self.latent["scale_factor"]
-        if h % f or w % f:
-            raise EngineInputError(f"height/width: expected multiples of the decoder's scale factor {f}, got {h}x{w}")
-        return (num_images, self.latent["channels"], h // f, w // f)
+            return (num_images, *self.latent.shape)
+        image, f = self.artifact.spec.image, self.latent.scale_factor or 8
+        h = image.height if height is None else height
+        w = image.width if width is None else width
+        if h <= 0 or w <= 0 or h % f or w % f:
+            raise EngineInputError(f"height/width: expected positive multiples of the decoder's scale factor {f}, "
+                                   f"got {h}x{w}")
+        return (num_images, self.latent.channels, h // f, w // f)
 
     def __call__(self, *, num_images: int = 1, seed: int = 0, latents: np.ndarray | None = None,
                  height: int | None = None, width: int | None = None) -> Generation:
@@ -94,7 +99,7 @@ class DecoderPipeline:
             if self.component == "vae_decoder" and height is None and width is None:
                 per_image = (per_image[0], None, None)  # the latents set the size
             latents = check_latents(latents, per_image, "latents")
-        scaling = float(self.latent.get("scaling_factor", 1.0))
+        scaling = float(self.latent.scaling_factor)
         if scaling != 1.0:
             latents = latents / np.float32(scaling)
         out = self.engine({self.input_name: latents})
