@@ -164,3 +164,10 @@ def test_external_data_is_copied_beside_the_component(tmp_path):
     assert "external data model.onnx_data -> unet.onnx.data" in m["components"]["unet"]["adapted"]
     assert m["components"]["unet"]["parity"]["outputs"]["noise_pred"]["max_abs"] <= 1e-4
     assert Pipeline.load(art, backend="onnxruntime")("a cat", num_inference_steps=2, height=H, width=W).images.shape == (1, H, W, 3)
+
+
+def test_missing_onnx_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'edgegen\[import\]'"):
+        import_optimum(FIXTURES / "onnx", tmp_path / "art")
+    assert not (tmp_path / "art").exists()

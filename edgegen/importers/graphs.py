@@ -13,10 +13,20 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from ..errors import ImportSourceError
+from ..errors import BackendUnavailableError, ImportSourceError
 
 TIMESTEP = "timestep"
 _FIRST_TIMESTEP = "timestep_first"
+
+
+def _require(module: str, extra: str):
+    """Import ``module`` or raise BackendUnavailableError naming the pip extra that brings it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailableError(module, extra, f"edgegen import needs it ({exc})") from exc
 
 
 def _timestep_edit(shape: list, where: Path) -> list[int] | None:
@@ -36,9 +46,9 @@ def adapt_onnx(src: Path, dst: Path, renames: Mapping[str, str], *, external_pre
 
     Raises:
         ImportSourceError: a timestep input of another shape than scalar, [1] or (batch,).
+        BackendUnavailableError: the onnx package is not installed (``edgegen[import]``).
     """
-    import onnx
-
+    onnx = _require("onnx", "import")
     model = onnx.load(str(src), load_external_data=False)
     graph = model.graph
     edits = [f"renamed {old} -> {new}" for old, new in renames.items() if _rename_onnx(graph, old, new)]
@@ -124,9 +134,9 @@ def adapt_openvino(src: Path, dst: Path, renames: Mapping[str, str]) -> list[str
 
     Raises:
         ImportSourceError: a timestep input of another shape than scalar, [1] or (batch,).
+        BackendUnavailableError: openvino is not installed (``edgegen[openvino]``).
     """
-    import openvino as ov
-
+    ov = _require("openvino", "openvino")
     model = ov.Core().read_model(str(src))
     edits = []
     for port in (*model.inputs, *model.outputs):
