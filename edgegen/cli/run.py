@@ -16,7 +16,7 @@ import numpy as np
 import typer
 
 from ..errors import EdgegenError, EngineInputError, InputError, NonFiniteError
-from .common import Backend, console, parse_range, reported, stdout
+from .common import Backend, parse_range, progress_bar, reported, stdout
 
 MAX_IMAGES = 100_000  # per run; more is a typo (1e12 images would fill the disk long before it ends)
 DEFAULTS = {"steps": 50, "eta": 0.0, "guidance_scale": 7.5}
@@ -122,32 +122,29 @@ def run(
 
 def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, diffusion: bool):
     """Run the batches, each written as soon as it is done and found finite; returns
-    (paths, total seconds, engine seconds)."""
-    from rich.progress import Progress
-
+    (paths, total seconds, engine seconds). Diffusion steps are drawn with :func:`progress_bar`."""
     from ..runtimes.base import nonfinite_detail
 
-    written, total, engine = [], 0.0, 0.0
+    written, total, engine, done = [], 0.0, 0.0, [0]
     # NaN / Inf are reported once, as a NonFiniteError naming where; numpy's warnings would be noise.
-    with Progress(console=console, transient=True, disable=not diffusion) as bar, np.errstate(all="ignore"):
-        task = bar.add_task("sampling", total=steps * len(batches))
-        for start, count in batches:
-            done = [0]
+    with progress_bar() as report, np.errstate(all="ignore"):
+        for index, (start, count) in enumerate(batches):
+            first = done[0]
 
-            def advance(i, x, done=done):
+            def advance(i, x):
                 done[0] += 1
-                bar.advance(task)
+                report("sampling", done[0], steps * len(batches))
 
             try:
                 result = call(start, count, advance)
             except NonFiniteError as exc:
                 if diffusion and "'unet" in exc.component and exc.step is None:
-                    raise exc.at_step(done[0] + 1, steps) from None
+                    raise exc.at_step(done[0] - first + 1, steps) from None
                 raise
             detail = nonfinite_detail(result.images)
             if detail:
                 raise NonFiniteError("the generated images", "", "", f"{detail}; nothing was written for this batch")
-            written += result.save(out, start=len(written))  # image-0000.png ... across batches, as the API names them
+            written += result.save(out, prefix=f"image-{index:03d}")
             total += result.timings["total_s"]
             engine += result.timings["engine_s"]
     return written, total, engine
