@@ -174,7 +174,6 @@ def _quality(art: Artifact, opts: Int8Options, reference: dict) -> dict:
     from ..pipelines.decoder import DecoderPipeline
     from ..pipelines.diffusion import DiffusionPipeline
 
-    art = Artifact(art.path, art.manifest)  # a fresh typed view: this round's variants were just added
     if art.family in ("generator", "vae-decoder"):
         int8 = DecoderPipeline(art, backend=opts.backend.value, precision="int8")
         images = [im for x in reference["inputs"] for im in int8(latents=x).images]
@@ -326,6 +325,8 @@ def _gate_rounds(art: Artifact, comps: list[_Component], opts: Int8Options, refe
         failed = gates.judge(figures, thresholds)
         rounds.append({"excluded": {c.name: len(c.excluded) for c in comps}, "figures": figures, "failed": failed})
         report(_round_line(index, figures, failed), 0, None)
+        rounds_stage = f"int8: quality gate (up to {opts.max_rounds + 1} rounds)"
+        report(rounds_stage, opts.max_rounds + 1 if not failed else index + 1, opts.max_rounds + 1)
         if not failed:
             return thresholds, rounds
         if index == opts.max_rounds:
@@ -381,7 +382,7 @@ def quantize_artifact(staging: Path, manifest: dict, options: Int8Options = Int8
             backend is not installed.
     """
     report = progress or silent
-    art = Artifact(Path(staging), manifest)
+    art = Artifact.staged(staging, manifest)  # its typed spec follows the variants added below
     opts = options.resolved(art.family)
     report(f"int8: calibration ({opts.samples} samples, seed {opts.seed})", 0, None)
     calibration = calibration_feeds(art, opts, progress=report)
