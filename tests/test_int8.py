@@ -198,3 +198,18 @@ def test_quantize_twice_gives_two_artifacts_and_leaves_the_first_alone(tmp_path)
     manifest = json.loads((tmp_path / "q20" / "edgegen.json").read_text())
     assert manifest["quantization"]["int8"]["thresholds"]["min_psnr"] == 25
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gan", "q20", "q30"]
+
+
+def test_engine_hook_records_feeds_given_at_construction(tiny_sd_artifact):
+    """Calibration records through a hook the pipeline is built with (nothing swapped afterwards)."""
+    from edgegen.calibration.record import FeedRecorder
+
+    recorder = FeedRecorder()
+    pipe = Pipeline.load(tiny_sd_artifact, backend="onnxruntime", engine_hook=recorder)
+    pipe("a cat", num_inference_steps=3, height=32, width=32, seed=0)
+    assert [len(recorder.feeds[c]) for c in ("text_encoder", "unet", "vae_decoder")] == [2, 3, 1]
+    assert recorder.feeds["unet"][0]["sample"].shape == (2, 4, 16, 16)
+    recorder.clear()
+    recorder.stop()
+    pipe("a cat", num_inference_steps=2, height=32, width=32, seed=0)
+    assert all(len(v) == 0 for v in recorder.feeds.values())

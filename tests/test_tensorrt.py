@@ -187,3 +187,11 @@ def test_compile_refuses_backends_that_compile_at_load(tiny_sd_artifact):
 
     result = run_cli("compile", tiny_sd_artifact, "--backend", "openvino")
     assert result.exit_code == 1 and "compile backend: expected tensorrt" in result.output
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_compile_without_tensorrt_names_the_extra(tiny_sd_artifact):
+    from edgegen.compile import compile
+
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'edgegen\[tensorrt\]'"):
+        compile(tiny_sd_artifact, precisions=["fp16"])
