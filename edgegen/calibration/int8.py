@@ -26,6 +26,7 @@ import numpy as np
 
 from ..artifact import MANIFEST, Artifact, atomic_artifact
 from ..errors import EdgegenError
+from ..metrics import image_figures
 from ..progress import ProgressCallback, silent
 from ..types import Backend, parse_enum
 from . import gates
@@ -177,10 +178,10 @@ def _quality(art: Artifact, opts: Int8Options, reference: dict) -> dict:
     if art.family in ("generator", "vae-decoder"):
         int8 = DecoderPipeline(art, backend=opts.backend.value, precision="int8")
         images = [im for x in reference["inputs"] for im in int8(latents=x).images]
-        return gates.image_figures(reference["images"], images)
+        return image_figures(reference["images"], images)
     int8 = DiffusionPipeline(art, backend=opts.backend.value, precision="int8")
     images = [im for seed in reference["seeds"] for im in _sample(int8, opts, seed)]
-    figures = gates.image_figures(reference["images"], images)
+    figures = image_figures(reference["images"], images)
     figures["step_rel_error"] = gates.step_errors(reference["unet"], int8.engines["unet"], reference["unet_feeds"])
     return figures
 
