@@ -12,8 +12,7 @@ from ..errors import ExportError
 from ..types import Backend
 from .common import parse_ints, parse_range, progress_bar, reported, stdout
 from .compile import Fp16, MaxPoint, MinPoint, OptPoint, precisions, profile_points
-from .quantize import (CalibrationData, CalibrationPrompts, CalibrationSampler, CalibrationSamples, CalibrationSteps,
-                       ForceInt8, GateSamples, MaxStepError, MinPsnr, MinSsim, int8_options)
+from .quantize import int8_options, with_int8_options
 
 
 class SdModel(str, Enum):
@@ -44,6 +43,7 @@ PARITY = "Parity gate"
 TARGET = "Target backend"
 
 
+@with_int8_options
 def export(
     out: Annotated[Path, typer.Option("--out", rich_help_panel=SOURCE, help="Artifact directory to write (replaced atomically).")],
     model: Annotated[Optional[SdModel], typer.Option(rich_help_panel=SOURCE, help="Export a diffusers Stable Diffusion pipeline or one component of it.")] = None,
@@ -71,19 +71,11 @@ def export(
     int8: Annotated[bool, typer.Option("--int8", rich_help_panel=TARGET, help="Then add INT8 variants (as `edgegen quantize`: calibrated, quality- and speed-gated).")] = False,
     backend: Annotated[Backend, typer.Option(rich_help_panel=TARGET, help="openvino (NNCF INT8), onnxruntime (QDQ INT8) or tensorrt (QDQ INT8, then engines built as by `edgegen compile`).")] = Backend.openvino,
     fp16: Fp16 = False,
-    calibration_samples: CalibrationSamples = None,
-    calibration_prompts: CalibrationPrompts = None,
-    calibration_data: CalibrationData = None,
-    calibration_sampler: CalibrationSampler = "ddim",
-    calibration_steps: CalibrationSteps = 20,
-    gate_samples: GateSamples = None,
-    min_psnr: MinPsnr = None,
-    min_ssim: MinSsim = None,
-    max_step_error: MaxStepError = None,
-    force_int8: ForceInt8 = False,
     min_point: MinPoint = None,
     opt_point: OptPoint = None,
     max_point: MaxPoint = None,
+    *,
+    int8_flags: dict,
 ) -> None:
     """Export a model to ONNX, gated against PyTorch, as an edgegen artifact."""
     flags = dict(locals())
@@ -92,8 +84,8 @@ def export(
             raise ExportError("expected exactly one of --model (with --from) or --module (with --kind)")
         points = _profile_points(backend, min_point, opt_point, max_point)
         # CPU latency says nothing about a GPU engine: for TensorRT the QDQ model is kept.
-        int8_opts = int8_options(Backend.onnxruntime if backend is Backend.tensorrt else backend, seed,
-                                 {**flags, "force_int8": force_int8 or backend is Backend.tensorrt}) if int8 else None
+        int8_opts = int8_options(Backend.onnxruntime if backend is Backend.tensorrt else backend, seed, int8_flags,
+                                 force=backend is Backend.tensorrt) if int8 else None
         with progress_bar() as progress:
             if model is not None:
                 path = _export_sd(model, source, out, flags, int8_opts, progress)

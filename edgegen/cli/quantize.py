@@ -5,6 +5,8 @@ Also home of the INT8 options `edgegen export --int8` shares (same flags, same h
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -37,39 +39,55 @@ MaxStepError = Annotated[Optional[float], typer.Option(rich_help_panel=GATE,
                                                        help="Diffusion: maximum U-Net relative error, averaged over steps.")]
 
 
-def int8_options(backend: Backend, seed: int, flags: dict):
-    """:class:`~edgegen.calibration.int8.Int8Options` from a command's INT8 flags (by parameter name)."""
+# Declared once, added to every command that quantizes (see :func:`with_int8_options`).
+INT8_OPTIONS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+                for name, annotation, default in (
+                    ("force_int8", ForceInt8, False), ("calibration_samples", CalibrationSamples, None),
+                    ("calibration_prompts", CalibrationPrompts, None), ("calibration_data", CalibrationData, None),
+                    ("calibration_sampler", CalibrationSampler, "ddim"), ("calibration_steps", CalibrationSteps, 20),
+                    ("gate_samples", GateSamples, None), ("min_psnr", MinPsnr, None), ("min_ssim", MinSsim, None),
+                    ("max_step_error", MaxStepError, None))]
+
+
+def with_int8_options(command):
+    """Give a typer command the INT8 calibration and gate options, passed to it as one dict
+    ``int8_flags`` (parameter name -> value), so each option is declared once for every command."""
+    names = [p.name for p in INT8_OPTIONS]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        return command(*args, int8_flags={name: kwargs.pop(name) for name in names}, **kwargs)
+
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "int8_flags"]
+    wrapper.__signature__ = inspect.Signature([*own, *INT8_OPTIONS])
+    return wrapper
+
+
+def int8_options(backend: Backend, seed: int, flags: dict, *, force: bool = False):
+    """:class:`~edgegen.calibration.int8.Int8Options` from a command's ``int8_flags``."""
     from ..calibration.int8 import Int8Options
 
     return Int8Options(backend=backend, seed=seed, samples=flags["calibration_samples"],
                        prompts=flags["calibration_prompts"], calibration_data=flags["calibration_data"],
                        sampler=flags["calibration_sampler"], steps=flags["calibration_steps"],
                        gate_samples=flags["gate_samples"], min_psnr=flags["min_psnr"], min_ssim=flags["min_ssim"],
-                       max_step_error=flags["max_step_error"], force=flags["force_int8"])
+                       max_step_error=flags["max_step_error"], force=flags["force_int8"] or force)
 
 
+@with_int8_options
 def quantize(
     artifact: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="FP32 artifact directory.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Artifact to write (default: replace ARTIFACT, atomically).")] = None,
     backend: Annotated[Backend, typer.Option(help="Quantizer: openvino (NNCF -> IR) or onnxruntime (QDQ ONNX, also what TensorRT builds INT8 engines from).")] = Backend.openvino,
     seed: Annotated[int, typer.Option(help="Seed of calibration; the gate uses disjoint seeds.")] = 0,
-    force_int8: ForceInt8 = False,
-    calibration_samples: CalibrationSamples = None,
-    calibration_prompts: CalibrationPrompts = None,
-    calibration_data: CalibrationData = None,
-    calibration_sampler: CalibrationSampler = "ddim",
-    calibration_steps: CalibrationSteps = 20,
-    gate_samples: GateSamples = None,
-    min_psnr: MinPsnr = None,
-    min_ssim: MinSsim = None,
-    max_step_error: MaxStepError = None,
+    *,
+    int8_flags: dict,
 ) -> None:
     """Add INT8 variants to an artifact: calibrated on its FP32 trajectory, quality- and speed-gated."""
     from ..calibration.int8 import quantize as quantize_artifact
 
-    flags = dict(locals())
     with reported():
-        options = int8_options(backend, seed, flags)
+        options = int8_options(backend, seed, int8_flags)
         with progress_bar() as progress:
             path = quantize_artifact(artifact, out or artifact, options=options, progress=progress)
         stdout(f"wrote {path}")
