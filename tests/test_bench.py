@@ -54,6 +54,10 @@ def test_reports_are_written_with_units_and_both_precisions(report_dir):
     assert rows["int8"]["quality"]["ssim"]["mean"] > 0.5
     md = (report_dir / "report.md").read_text()
     assert "| configuration |" in md and "int8" in md
+    from edgegen.atomic import umask_mode
+
+    for name in ("report.json", "report.md", "report.html"):  # umask modes, not mkstemp's 0600
+        assert (report_dir / name).stat().st_mode & 0o777 == umask_mode(), name
 
 
 def test_html_opens_in_headless_chromium_with_grids_and_plot(report_dir, tmp_path):

@@ -80,6 +80,9 @@ def test_class_label_as_prompt_on_the_cli(zoo, tmp_path):
                      "10", "--num-images", "1", "--out", tmp_path / "three")
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "three" / "image-0000.png").text["guidance_interval"] == "[0.0, 1.25]"
+    from edgegen.atomic import umask_mode
+
+    assert all(f.stat().st_mode & 0o777 == umask_mode() for f in files)  # not mkstemp's 0600
     assert "guidance_interval" not in Image.open(files[0]).text  # the bundled artifact guides every step
     result = run_cli("run", arts["digits-diffusion"], "--prompt", "a cat", "--out", tmp_path / "x")
     assert result.exit_code == 1 and "expected one of them" in result.output

@@ -118,4 +118,5 @@ img{{image-rendering:pixelated;max-width:360px;min-width:160px}}</style></head><
 
 
 def load(path: str | Path) -> dict:
+    """Read a report.json written by :func:`write_reports`."""
     return json.loads(Path(path).read_text())

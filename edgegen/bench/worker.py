@@ -48,6 +48,12 @@ def peak_rss_mib() -> float:
 
 
 def measure(cfg: dict) -> dict:
+    """Load the configuration's pipeline, generate ``warmup`` + ``runs`` times, save the last images.
+
+    Returns the figures of one report row: seconds (load, first run, per image: median, p90,
+    every run), images per second, per-engine seconds per image and calls, the share of wall
+    time outside engines, component precisions and ``peak_rss_mb`` (MiB, :func:`peak_rss_mib`).
+    """
     from ..pipelines import Pipeline
 
     start = time.perf_counter()
