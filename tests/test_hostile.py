@@ -231,6 +231,13 @@ def test_options_that_do_not_apply_to_unets(arts, tmp_path):
     refused(cli("run", arts["class-unet"], "--out", tmp_path / "o", "--class-label", "3"), "--class-label", "0..2")
 
 
+@pytest.mark.parametrize("args,flag", [(["--guidance-interval", "-1,0.5"], "--guidance-interval"),
+                                       (["--prompt", "9"], "--prompt")])
+def test_class_unet_values_name_the_flag(arts, tmp_path, args, flag):
+    line = refused(cli("run", arts["class-unet"], "--out", tmp_path / "o", "--steps", "3", *args), flag)
+    assert "guidance_interval" not in line
+
+
 def test_precision_int8_without_int8_variants(arts, tmp_path):
     refused(cli("run", arts["generator"], "--out", tmp_path / "o", "--precision", "int8"), "--precision int8",
             "no INT8 variant", "--int8")

@@ -95,7 +95,7 @@ def run(
         num_images = num_images or 1
         batch = array.shape[0] if array is not None else min(batch_size, num_images)
         _check_memory(art, size, batch, backend.value if backend else None)
-        interval = None if guidance_interval in (None, "all") else parse_range(guidance_interval, "--guidance-interval")
+        interval = _check_interval(guidance_interval)
         pipe = Pipeline.load(artifact, backend=backend.value if backend else None,
                              precision=precision.value if precision else None, device=device)
         batches = [(0, array.shape[0])] if array is not None else [
@@ -219,6 +219,10 @@ def _check_values(art, *, out: Path, prompt, negative_prompt, class_label, steps
         total = int((art.spec.scheduler or {}).get("num_train_timesteps", 1000))
         if not 1 <= steps <= total:
             raise InputError(f"--steps: expected 1..{total} (the scheduler's training timesteps), got {steps}")
+    names = art.spec.conditioning.class_names if art.spec.conditioning else ()
+    if prompt is not None and class_label is None and names and prompt.strip() not in names:
+        raise InputError(f"--prompt: this U-Net is conditioned on classes {list(names)}; expected one of them "
+                         f"(or --class-label N), got {prompt!r}")
     if class_label is not None:
         n = art.spec.conditioning.num_classes
         if not 0 <= class_label < n:
@@ -232,6 +236,18 @@ def _check_values(art, *, out: Path, prompt, negative_prompt, class_label, steps
             raise InputError(f"--precision {precision}: this artifact has no {precision.upper()} variant (has "
                              f"{', '.join(have)}); export it with --int8" if precision == "int8" else
                              f"--precision {precision}: this artifact has no {precision} variant (has {', '.join(have)})")
+
+
+def _check_interval(value: str | None) -> tuple[float, float] | None:
+    """'LO,HI' -> (lo, hi) sigmas with 0 <= lo < hi; None for 'all' or not given."""
+    from ..guidance import check_interval
+
+    if value in (None, "all"):
+        return None
+    try:
+        return check_interval(parse_range(value, "--guidance-interval"))
+    except ValueError:
+        raise InputError(f"--guidance-interval: expected LO,HI sigmas with 0 <= LO < HI, or 'all', got '{value}'") from None
 
 
 def _check_size(art, height: int | None, width: int | None) -> tuple[int, int] | None:
