@@ -171,3 +171,18 @@ def test_missing_onnx_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(BackendUnavailableError, match=r"pip install 'edgegen\[import\]'"):
         import_optimum(FIXTURES / "onnx", tmp_path / "art")
     assert not (tmp_path / "art").exists()
+
+
+def test_an_input_edgegen_does_not_feed_is_refused_by_name(tmp_path):
+    """An LCM / SDXL-style U-Net input (here an unused 'timestep_cond' added to the micro U-Net) is named, not ignored."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    src = tmp_path / "onnx-extra"
+    shutil.copytree(FIXTURES / "onnx", src)
+    model = onnx.load(str(src / "unet" / "model.onnx"))
+    model.graph.input.append(helper.make_tensor_value_info("timestep_cond", TensorProto.FLOAT, ["batch_size", 8]))
+    onnx.save_model(model, str(src / "unet" / "model.onnx"))
+    with pytest.raises(ImportSourceError, match="no input 'timestep_cond'"):
+        import_optimum(src, tmp_path / "art")
+    assert not (tmp_path / "art").exists()

@@ -244,11 +244,9 @@ def _import_component(comp: OptimumComponent, staging: Path, *, sizes: Mapping[s
         edits = adapt_openvino(comp.path, dst, renames)
     backend = _BACKEND[comp.format]
     precision = _stored_precision(comp)
+    feeds, reference = _reference(comp, renames, sizes, seed)
     # Both sides compute in f32: the gate measures the adaptation, not a precision hint.
     engine = load_engine(dst, backend, precision="fp32")
-    _check_conventions(comp, engine.inputs, engine.outputs)
-    feeds = _gate_feeds(comp.name, engine.inputs, sizes, seed)
-    reference = _run_original(comp, feeds, renames)
     figures = parity_gate(reference, engine(feeds), atol=atol, rtol=rtol,
                           what=f"import of '{comp.name}' ({backend}: imported file vs optimum's, seed {seed})")
     weights = [comp.path] + ([comp.path.with_suffix(".bin")] if comp.format == "openvino" else [])
@@ -275,17 +273,35 @@ def _stored_precision(comp: OptimumComponent) -> str:
                             f"got NNCF weight compression mode '{mode}'")
 
 
-def _check_conventions(comp: OptimumComponent, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> None:
-    """The adapted graph has every tensor edgegen feeds / reads, with the dtype it uses."""
-    wanted_in, wanted_out = _CONVENTIONS[comp.name]
-    have = {s.name: s for s in (*inputs, *outputs)}
-    problems = []
-    for name, (dtype, dims) in {**wanted_in, **wanted_out}.items():
+def _check_inputs(comp: OptimumComponent, inputs: tuple[TensorSpec, ...]) -> None:
+    """The graph's inputs (renamed, timestep as (batch,)) are exactly what edgegen's pipeline feeds, in its dtypes.
+
+    Raises:
+        ImportSourceError: naming each missing, extra (an SDXL U-Net's ``text_embeds``, an LCM's
+            ``timestep_cond``) or mistyped input (an ``--dtype fp16`` export).
+    """
+    wanted = _CONVENTIONS[comp.name][0]
+    have = {s.name: s for s in inputs}
+    problems = [f"input '{n}' (has {sorted(have)})" for n in wanted if n not in have]
+    problems += [f"no input '{n}' {s.describe()} (edgegen's {comp.name} takes {sorted(wanted)})"
+                 for n, s in have.items() if n not in wanted]
+    for name, (dtype, dims) in wanted.items():
         spec = have.get(name)
-        if spec is None:
-            problems.append(f"a tensor '{name}' (has {sorted(have)})")
-        elif (dtype and spec.dtype != dtype) or len(spec.shape) != len(dims):
-            problems.append(f"'{name}' as {dtype or 'int64/float32'} of rank {len(dims)}, got {spec.describe()}")
+        if spec is not None and ((dtype and spec.dtype != dtype) or len(spec.shape) != len(dims)):
+            problems.append(f"input '{name}' as {dtype or 'int64 or float32'} of rank {len(dims)}, got {spec.describe()}")
+    if problems:
+        raise ImportSourceError(f"'{comp.path}': {comp.name} expected " + "; ".join(problems))
+
+
+def _check_outputs(comp: OptimumComponent, outputs: Mapping[str, np.ndarray]) -> None:
+    """The outputs edgegen's pipeline reads are there (renamed), float32 of the right rank."""
+    problems = []
+    for name, (dtype, dims) in _CONVENTIONS[comp.name][1].items():
+        value = outputs.get(name)
+        if value is None:
+            problems.append(f"output '{name}' (has {sorted(outputs)})")
+        elif value.dtype != np.dtype(dtype) or value.ndim != len(dims):
+            problems.append(f"output '{name}' as {dtype} of rank {len(dims)}, got {value.dtype} {value.shape}")
     if problems:
         raise ImportSourceError(f"'{comp.path}': {comp.name} expected " + "; ".join(problems))
 
@@ -309,29 +325,47 @@ def _gate_feeds(name: str, inputs: tuple[TensorSpec, ...], sizes: Mapping[str, i
     return feeds
 
 
-def _run_original(comp: OptimumComponent, feeds: Mapping[str, np.ndarray], renames: Mapping[str, str]) -> dict[str, np.ndarray]:
-    """optimum's own file on its runtime, fed ``feeds`` under its own names; outputs renamed to edgegen's."""
-    back = {new: old for old, new in renames.items()}
+def _reference(comp: OptimumComponent, renames: Mapping[str, str], sizes: Mapping[str, int],
+               seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """optimum's own file run directly on seeded inputs: (feeds, outputs), both in edgegen's names.
+
+    Its inputs, renamed and with the timestep as (batch,), are checked against what edgegen's
+    pipeline feeds before anything runs. The runtime is released on return, so the import never
+    holds optimum's weights and the imported copy at once.
+    """
     if comp.format == "onnx":
         import onnxruntime as ort
 
+        from ..runtimes.onnxruntime import _specs
+
         session = ort.InferenceSession(str(comp.path), providers=["CPUExecutionProvider"])
-        dims = {i.name: [d if isinstance(d, int) else None for d in i.shape] for i in session.get_inputs()}
+        specs = _specs(session.get_inputs())
         run = lambda f: dict(zip([o.name for o in session.get_outputs()], session.run(None, f)))  # noqa: E731
     else:
         import openvino as ov
 
-        compiled = ov.Core().compile_model(str(comp.path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        dims = {p.any_name: [d.get_length() if d.is_static else None for d in p.get_partial_shape()]
-                for p in compiled.inputs}
+        from ..runtimes.openvino import _specs
+
+        core = ov.Core()
+        model = core.read_model(str(comp.path))
+        specs = _specs(model.inputs)
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        del model
         run = lambda f: {p.any_name: v for p, v in compiled(f).items()}  # noqa: E731
-    original = {back.get(k, k): v for k, v in feeds.items()}
-    if "timestep" in original:
-        # optimum's single timestep: a scalar or shape [1] where edgegen feeds (batch,) equal values.
-        shape = dims["timestep"]
-        t = original["timestep"]
-        original["timestep"] = np.asarray(t[0]) if not shape else t[:1] if shape == [1] else t
-    return {renames.get(k, k): np.asarray(v) for k, v in run(original).items()}
+    ours = tuple(TensorSpec(renames.get(s.name, s.name), (None,) if s.name == "timestep" else s.shape, s.dtype)
+                 for s in specs)
+    _check_inputs(comp, ours)
+    feeds = _gate_feeds(comp.name, ours, sizes, seed)
+    original = {}
+    for spec, mine in zip(specs, ours):
+        value = feeds[mine.name]
+        if spec.name == "timestep" and spec.shape in ((), (1,)):
+            # optimum's single timestep: a scalar or shape [1] where edgegen feeds (batch,) equal values.
+            value = value[:1].reshape(spec.shape)
+        original[spec.name] = value
+    outputs = {renames.get(k, k): np.asarray(v) for k, v in run(original).items()}
+    _check_outputs(comp, outputs)
+    return feeds, outputs
 
 
 def _manifest_io(name: str, engine) -> dict[str, list[dict]]:
