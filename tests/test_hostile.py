@@ -190,6 +190,18 @@ def test_schedule_that_goes_nonfinite(arts, tmp_path):
     assert pngs(tmp_path / "o") == []
 
 
+def test_output_range_that_divides_by_zero(arts, tmp_path):
+    """output_range [1, 1] would map every image through (x - 1) / 0."""
+    import shutil
+
+    art = Path(shutil.copytree(arts["generator"], tmp_path / "a"))
+    manifest = json.loads((art / "edgegen.json").read_text())
+    manifest["image"]["output_range"] = [1, 1]
+    (art / "edgegen.json").write_text(json.dumps(manifest))
+    refused(cli("run", art, "--out", tmp_path / "o"), "output_range")
+    assert pngs(tmp_path / "o") == []
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_nonfinite_init_noise(arts, tmp_path, value):
     noise = np.zeros((1, 1, 8, 8), np.float32)
@@ -198,8 +210,11 @@ def test_nonfinite_init_noise(arts, tmp_path, value):
                 save(tmp_path / "n.npy", noise)), "--init-noise", "(0, 0, 2, 3)")
 
 
-@pytest.mark.parametrize("flag,value", [("--eta", "nan"), ("--eta", "-1"), ("--eta", "inf"),
-                                        ("--guidance-scale", "nan"), ("--guidance-scale", "inf")])
+SLOW = pytest.mark.slow  # more of a class already covered by the default run
+
+
+@pytest.mark.parametrize("flag,value", [("--eta", "nan"), ("--eta", "-1"), pytest.param("--eta", "inf", marks=SLOW),
+                                        ("--guidance-scale", "nan"), pytest.param("--guidance-scale", "inf", marks=SLOW)])
 def test_nonfinite_or_negative_scalars(arts, tmp_path, flag, value):
     refused(cli("run", arts["class-unet"], "--out", tmp_path / "o", "--steps", "3", flag, value), flag, value)
 
@@ -217,8 +232,9 @@ def test_height_and_width_do_not_apply_to_fixed_size_models(arts, tmp_path):
 
 
 @pytest.mark.parametrize("args,flag", [(["--steps", "5"], "--steps"), (["--sampler", "ddim"], "--sampler"),
-                                       (["--prompt", "a cat"], "--prompt"), (["--eta", "0.5"], "--eta"),
-                                       (["--guidance-scale", "3"], "--guidance-scale")])
+                                       (["--prompt", "a cat"], "--prompt"),
+                                       pytest.param(["--eta", "0.5"], "--eta", marks=SLOW),
+                                       pytest.param(["--guidance-scale", "3"], "--guidance-scale", marks=SLOW)])
 def test_diffusion_options_on_a_generator_are_refused(arts, tmp_path, args, flag):
     refused(cli("run", arts["generator"], "--out", tmp_path / "o", *args), flag, "does not apply", "generator")
 
@@ -273,7 +289,8 @@ def test_out_is_a_file(arts, tmp_path):
 
 # --- item 6 / 7: array files -------------------------------------------------------------------
 
-@pytest.mark.parametrize("case", ["int32", "complex", "empty", "npz", "zero-byte", "text", "wrong-shape", "1d"])
+@pytest.mark.parametrize("case", ["int32", "complex", "empty", "npz", "zero-byte", "text", "wrong-shape",
+                                  pytest.param("1d", marks=SLOW)])
 def test_bad_latents_files(arts, tmp_path, case):
     path = tmp_path / "z.npy"
     if case == "int32":
