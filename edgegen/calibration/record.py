@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def record_diffusion(artifact: Artifact, *, samples: int, sampler: str, steps: i
     both CFG branches are recorded (in one batch-of-2 feed where the U-Net takes it).
     Returns feeds per component: ``unet`` gets ``samples * steps`` items; SD also gets
     ``text_encoder`` and ``vae_decoder`` items. ``progress`` hears ("calibration: recording
-    FP32 trajectories", done, samples).
+    FP32 trajectories (steps)", done, samples * steps) after every sampler step.
     """
     from ..pipelines import DiffusionPipeline
 
@@ -94,24 +94,31 @@ def record_diffusion(artifact: Artifact, *, samples: int, sampler: str, steps: i
     recorder = FeedRecorder()
     pipe = DiffusionPipeline(artifact, backend=backend, precision="fp32", engine_hook=recorder)
     prompts = list(prompts or default_prompts())
-    stage = "calibration: recording FP32 trajectories"
-    report(stage, 0, samples)
+    stage, done, total = "calibration: recording FP32 trajectories (steps)", [0], samples * steps
+
+    def step(*_):
+        done[0] += 1
+        report(stage, done[0], total)
+
+    report(stage, 0, total)
     for i in range(samples):
         sample_diffusion(pipe, index=i, seed=seed + i, steps=steps, sampler=sampler, guidance_scale=guidance_scale,
-                         prompts=prompts, height=height, width=width)
-        report(stage, i + 1, samples)
+                         prompts=prompts, height=height, width=width, callback=step)
     return {name: recorder.feeds.get(name, []) for name in pipe.engines}
 
 
 def sample_diffusion(pipe, *, index: int, seed: int, steps: int, sampler: str, guidance_scale: float,
-                     prompts: Sequence[str], height: int | None = None, width: int | None = None) -> np.ndarray:
+                     prompts: Sequence[str], height: int | None = None, width: int | None = None,
+                     callback: Callable | None = None) -> np.ndarray:
     """One calibration / gate sample: SD uses ``prompts[index % len(prompts)]``; a class-conditional
-    U-Net draws one image per class; an unconditional one a single image. Returns (B, H, W, C) images."""
+    U-Net draws one image per class; an unconditional one a single image. ``callback`` is the
+    pipeline's per-step callback. Returns (B, H, W, C) images."""
     if pipe.text_to_image:
         return pipe(prompts[index % len(prompts)], num_inference_steps=steps, sampler=sampler, seed=seed,
-                    guidance_scale=guidance_scale, height=height, width=width).images
+                    guidance_scale=guidance_scale, height=height, width=width, callback=callback).images
     return pipe(num_inference_steps=steps, sampler=sampler, seed=seed, guidance_scale=guidance_scale,
-                num_images=int(pipe.conditioning["num_classes"]) if pipe.conditioning else 1).images
+                num_images=int(pipe.conditioning["num_classes"]) if pipe.conditioning else 1,
+                callback=callback).images
 
 
 def gaussian_feeds(input_name: str, shape: Sequence[int], *, samples: int, batch: int = 8, seed: int = 0) -> list[Feeds]:
