@@ -223,7 +223,8 @@ def _write_tokenizer(src: OptimumExport, staging: Path) -> dict[str, Any]:
 
 
 def _json_or_empty(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """An optional JSON file: {} when absent; ImportSourceError when it does not parse."""
+    return _read_json(path.parent, path.name, []) if path.is_file() else {}
 
 
 def _content(value) -> str | None:
