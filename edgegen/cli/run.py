@@ -7,7 +7,6 @@ what is refused and why is in ``docs/validation.md``). Messages name the flag as
 from __future__ import annotations
 
 import math
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -332,7 +331,7 @@ def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | 
     if size is None or (size == default and batch == 1) or importlib.util.find_spec("openvino") is None:
         return
     from ..runtimes import default_backend
-    from ..runtimes.openvino import activation_estimate
+    from ..runtimes.openvino import activation_estimate, read_graph
 
     f = art.spec.latent.scale_factor or 8
     h, w = size[0] // f, size[1] // f
@@ -340,16 +339,17 @@ def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | 
     feeds = {"unet": ("sample", rows), "vae_decoder": ("latents", batch)}
     comps = [name for name in art.spec.components if name in feeds]
     fused = (backend or default_backend()) == "openvino"
-    best, weights = None, sum(os.path.getsize(art.component_path(name)) for name in art.spec.components)
+    best, weights = None, sum(_file_bytes(art.component_path(name)) for name in art.spec.components)
     for name in comps:
         tensor, n = feeds[name]
-        shape = (n, art.spec.latent.channels, h, w)
+        graph = read_graph(art.component_path(name))
         try:
-            est = activation_estimate(art.component_path(name), {tensor: shape}, fused_attention=fused)
+            est = activation_estimate(graph, {tensor: (n, art.spec.latent.channels, h, w)}, fused_attention=fused)
         except EngineInputError:
+            multiple = _fitting_multiple(graph, tensor, n, art.spec.latent.channels) * f
             raise InputError(f"--height/--width: this {name.replace('_', ' ')} cannot take {size[0]}x{size[1]} px "
-                             f"(latents {h}x{w}); expected a multiple of {_fitting_multiple(art, name, tensor, n) * f} px"
-                             ) from None
+                             f"(latents {h}x{w}); expected a multiple of {multiple} px") from None
+        del graph  # it holds the weights
         if best is None or est.nbytes > best[1].nbytes:
             best = (name, est)
     available = _available_memory()
@@ -364,18 +364,23 @@ def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | 
             f"{est.shape}), this machine has {available / 2**30:.1f} GiB available; use a smaller size or --batch-size")
 
 
-def _fitting_multiple(art, name: str, tensor: str, rows: int) -> int:
-    """The smallest power of two the component's latent size must be a multiple of (by shape inference)."""
+def _fitting_multiple(graph, tensor: str, rows: int, channels: int) -> int:
+    """The smallest power of two a latent size must be a multiple of for ``graph`` (by shape inference)."""
     from ..runtimes.openvino import activation_estimate
 
-    channels = art.spec.latent.channels
     for k in range(8):
         try:
-            activation_estimate(art.component_path(name), {tensor: (rows, channels, 3 << k, 3 << k)})
+            activation_estimate(graph, {tensor: (rows, channels, 3 << k, 3 << k)})
             return 1 << k
         except EngineInputError:
             continue
-    raise EdgegenError(f"{name}: no latent size of the form 3 * 2^k (k < 8) fits this graph")
+    raise EdgegenError(f"{tensor}: no latent size of the form 3 * 2^k (k < 8) fits this graph")
+
+
+def _file_bytes(path: Path) -> int:
+    """A model file's size with its ONNX external data (``<file>.data``) when there is one."""
+    data = path.with_name(path.name + ".data")
+    return path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
 
 
 def _ray_job(artifact, out, prompts, jobs, address, backend, precision, use_ray, defaults) -> None:

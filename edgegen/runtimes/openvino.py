@@ -8,7 +8,6 @@ precision computed.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -122,13 +121,15 @@ class ActivationEstimate:
     dtype: str
 
 
-@functools.lru_cache(maxsize=4)
-def _read(path: str):
-    ov, core = _core()
-    return core.read_model(path)
+def read_graph(path: str | Path):
+    """The ``openvino.Model`` of an ``.onnx`` / ``.xml`` file, for repeated
+    :func:`activation_estimate` calls (the read is most of their cost; the model holds the weights,
+    so drop it when done)."""
+    _, core = _core()
+    return core.read_model(str(path))
 
 
-def activation_estimate(path: str | Path, shapes: Mapping[str, Sequence[int]], *,
+def activation_estimate(path, shapes: Mapping[str, Sequence[int]], *,
                         fused_attention: bool = False) -> ActivationEstimate:
     """Shape-infer ``path`` at static input ``shapes`` with OpenVINO (no compilation, no run; about
     0.2 s for a 50M-parameter U-Net once read) and return its largest intermediate tensor.
@@ -137,7 +138,7 @@ def activation_estimate(path: str | Path, shapes: Mapping[str, Sequence[int]], *
     ``nbytes`` is a lower bound of the activation memory a call at these shapes needs.
 
     Args:
-        path: an ``.onnx`` or ``.xml`` model.
+        path: an ``.onnx`` or ``.xml`` model, or a model from :func:`read_graph` (left unchanged).
         shapes: graph input name -> full static shape; inputs not named keep their dynamic dims.
         fused_attention: leave out attention scores (Softmax and the ops computing its input): the
             OpenVINO CPU plugin fuses attention and never holds them (measured: the small SD U-Net at
@@ -149,13 +150,14 @@ def activation_estimate(path: str | Path, shapes: Mapping[str, Sequence[int]], *
         BackendUnavailableError: openvino is not installed.
     """
     ov, _ = _core()
-    model = _read(str(path)).clone()
+    model = read_graph(path) if isinstance(path, (str, Path)) else path.clone()
+    label = Path(path).name if isinstance(path, (str, Path)) else path.get_friendly_name()
     by_name = {name: port for port in model.inputs for name in port.get_names()}
     try:
         model.reshape({by_name[name]: ov.PartialShape([int(d) for d in shape]) for name, shape in shapes.items()})
     except (RuntimeError, KeyError) as exc:
         lines = [line for line in str(exc).splitlines() if "While validating node" in line or "shapes" in line]
-        raise EngineInputError(f"model '{Path(path).name}' cannot take input shapes {dict(shapes)}: "
+        raise EngineInputError(f"model '{label}' cannot take input shapes {dict(shapes)}: "
                                f"{' '.join(lines[:2]) or exc}") from None
     skip = _attention_scores(model) if fused_attention else set()
     best = ActivationEstimate(0, "", (), "float32")
