@@ -10,36 +10,26 @@ Sample and Distribution Quality in Diffusion Models"): guidance only at steps wh
 the conditional model alone elsewhere (and no unconditional pass there). At high noise levels
 guidance can pull every sample to a few class prototypes; the interval keeps its effect on
 class identity and detail.
+
+:class:`CFGDenoiser` is guidance as a denoiser around a denoiser (k-diffusion's ``CFGDenoiser``):
+it owns the batching of the two branches and the interval, for every conditioned model.
 """
 
 from __future__ import annotations
 
+from typing import Literal, Mapping
+
 import numpy as np
 
+from .denoiser import Denoised, Denoiser
+from .errors import EngineInputError
 
-def classifier_free_guidance(eps_uncond: np.ndarray, eps_cond: np.ndarray, guidance_scale: float) -> np.ndarray:
-    """Combine the two branches. Both (B, C, H, W) float32; returns the same shape and dtype."""
-    return eps_uncond + np.float32(guidance_scale) * (eps_cond - eps_uncond)
+Feeds = Mapping[str, np.ndarray]
 
 
 def needs_unconditional(guidance_scale: float) -> bool:
     """Whether the unconditional branch has to run: every scale but exactly 1."""
     return guidance_scale != 1.0
-
-
-def guidance_steps(sigmas: np.ndarray, guidance_scale: float, interval: tuple[float, float] | None) -> np.ndarray:
-    """Per step, whether CFG applies: (steps,) bool from the steps' sigmas (>= 0, any units the
-    interval uses). ``interval`` None means every step.
-
-    Raises ValueError for an interval that is not ``0 <= lo < hi``.
-    """
-    sigmas = np.asarray(sigmas, dtype=np.float64)
-    if not needs_unconditional(guidance_scale):
-        return np.zeros(sigmas.shape, dtype=bool)
-    if interval is None:
-        return np.ones(sigmas.shape, dtype=bool)
-    lo, hi = check_interval(interval)
-    return (sigmas > lo) & (sigmas <= hi)
 
 
 def check_interval(interval) -> tuple[float, float]:
@@ -48,3 +38,61 @@ def check_interval(interval) -> tuple[float, float]:
     if not 0 <= lo < hi:
         raise ValueError(f"guidance_interval: expected (sigma_lo, sigma_hi) with 0 <= lo < hi, got {tuple(interval)}")
     return lo, hi
+
+
+def batch_mode(engine_batch, batch: int) -> Literal["joint", "split"]:
+    """How to run both branches for ``batch`` images on a U-Net whose batch dim is ``engine_batch``.
+
+    Returns ``joint`` (one call of 2B: dynamic batch or fixed at 2B) or ``split`` (two calls of B:
+    fixed at B). Raises EngineInputError for any other fixed batch.
+    """
+    if not isinstance(engine_batch, int) or engine_batch == 2 * batch:
+        return "joint"
+    if engine_batch == batch:
+        return "split"
+    raise EngineInputError(f"unet engine: batch is fixed at {engine_batch}; expected {batch} or {2 * batch} "
+                           f"for {batch} image(s)")
+
+
+class CFGDenoiser:
+    """``denoise(x, sigma) -> Denoised`` with classifier-free guidance around a :class:`Denoiser`.
+
+    Args:
+        denoiser: the model's denoiser; its ``predict`` runs the branches, its ``clip`` the result
+            (diffusers clips the guided prediction, not each branch).
+        cond: the condition's feeds for B images, e.g. ``encoder_hidden_states`` (B, 77, D) float32
+            or ``class_labels`` (B,) int64.
+        uncond: the same feeds for the unconditional branch, or None for no guidance.
+        guidance_scale: w; the guided estimate is ``uncond + w * (cond - uncond)``, for x0 and eps
+            alike (both are affine in the network output, so this equals guiding the output).
+        mode: ``joint`` or ``split`` (:func:`batch_mode`).
+        interval: (sigma_lo, sigma_hi]: guide only there, the conditional branch alone elsewhere;
+            None guides every step.
+    """
+
+    def __init__(self, denoiser: Denoiser, cond: Feeds, uncond: Feeds | None, guidance_scale: float, *,
+                 mode: Literal["joint", "split"] = "joint", interval: tuple[float, float] | None = None):
+        self.denoiser, self.cond, self.uncond = denoiser, dict(cond), None if uncond is None else dict(uncond)
+        self.guidance_scale, self.mode = np.float32(guidance_scale), mode
+        self.interval = None if interval is None else check_interval(interval)
+        if self.uncond is not None and mode == "joint":
+            self._both = {k: np.concatenate([self.uncond[k], v]) for k, v in self.cond.items()}
+
+    def guides(self, sigma: float) -> bool:
+        """Whether guidance applies at ``sigma``."""
+        if self.uncond is None:
+            return False
+        return self.interval is None or self.interval[0] < float(sigma) <= self.interval[1]
+
+    def __call__(self, x: np.ndarray, sigma: float) -> Denoised:
+        """Guided estimates for ``x`` (B, C, H, W) float32 in sigma space."""
+        if not self.guides(sigma):
+            return self.denoiser(x, sigma, self.cond)
+        if self.mode == "joint":
+            both = self.denoiser.predict(np.concatenate([x, x]), sigma, self._both)
+            b = x.shape[0]
+            u, c = Denoised(both.x0[:b], both.eps[:b]), Denoised(both.x0[b:], both.eps[b:])
+        else:
+            u, c = self.denoiser.predict(x, sigma, self.uncond), self.denoiser.predict(x, sigma, self.cond)
+        w = self.guidance_scale
+        return self.denoiser.clip(Denoised(u.x0 + w * (c.x0 - u.x0), u.eps + w * (c.eps - u.eps)))

@@ -1,40 +1,48 @@
-"""Diffusion samplers as pure functions over explicit schedules.
+"""Diffusion samplers as pure functions over a denoiser and an explicit schedule.
 
-Each sampler takes the network as ``model(x_t, i) -> output``: ``x_t`` is the network input
-(B, C, H, W) float32 in the variance-preserving space of the training schedule (what diffusers
-passes after ``scale_model_input``), ``i`` the step index into the schedule arrays, and
-``output`` the raw prediction of the same shape (eps, v or x0 per ``prediction_type``).
+Each sampler takes the network as a denoiser ``denoise(x, sigma) -> Denoised(x0, eps)``
+(:mod:`edgegen.denoiser`, which owns the prediction type, input scaling, clipping and the
+timestep lookup) and works in k-diffusion's sigma space: ``x`` (B, C, H, W) float32 at noise
+level ``sigma`` is ``x0 + sigma * eps``, i.e. the VP ``x_t`` times ``sqrt(1 + sigma**2)``.
+DDPM alone runs in VP space over ``alphas_cumprod`` (its posterior is written in them).
 All state is in the arguments; noise comes from an injectable ``noise(shape)`` callable
 returning standard-normal float32, so a run is reproducible and comparable with diffusers
-given the same draws.
+given the same draws. ``callback(step, sigma, x0)`` is called after each step with the
+denoiser's x0 estimate; returning ``False`` stops sampling and returns ``x`` as it is then.
 
 References:
     DDPM: Ho et al. 2020, eq. 6-7 (posterior mean and variance).
     DDIM: Song et al. 2021, eq. 12 (eta interpolates DDIM (0) and DDPM-like (1) noise).
     Euler / Euler ancestral: Karras et al. 2022, algorithm 1 with no churn; k-diffusion's
     ``sample_euler`` / ``sample_euler_ancestral`` and ``get_ancestral_step``.
-    In sigma space (x / sqrt(alpha_cumprod), sigma = sqrt((1 - a) / a)) a DDIM step with
-    ``eta`` is an Euler-ancestral step with the same ``eta``; both use :func:`ancestral_step`,
-    and ``tests/test_samplers.py`` proves the equivalence.
-Numerical parity with diffusers' DDPM / DDIM / EulerDiscrete / EulerAncestralDiscrete
-schedulers is tested to 1e-5.
+    In sigma space a DDIM step with ``eta`` is an Euler-ancestral step with the same ``eta``:
+    both are :func:`sample_euler_ancestral`, and ``tests/test_samplers.py`` proves the
+    equivalence against DDIM written in VP space (eq. 12).
+    DPM-Solver++ 2M: Lu et al. 2022 ("DPM-Solver++", alg. 2, multistep second order, data
+    prediction); k-diffusion's ``sample_dpmpp_2m``.
+Numerical parity with diffusers' DDPM / DDIM / EulerDiscrete / EulerAncestralDiscrete /
+DPMSolverMultistep schedulers is tested to 1e-5.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from .denoiser import Denoised
 from .errors import ScheduleError
 from .schedules import NoiseSchedule
+from .types import Sampler, SigmaSchedule
 
-Model = Callable[[np.ndarray, int], np.ndarray]
+Denoise = Callable[[np.ndarray, float], Denoised]
 Noise = Callable[[tuple[int, ...]], np.ndarray]
-Callback = Callable[[int, np.ndarray], None]
+# callback(step, sigma, x0_estimate) -> False to stop; None / True go on.
+Callback = Callable[[int, float, np.ndarray], "bool | None"]
 
-SAMPLERS = ("ddpm", "ddim", "euler", "euler-a")
+SAMPLERS = tuple(s.value for s in Sampler)
 
 
 def gaussian_noise(rng: np.random.Generator) -> Noise:
@@ -42,32 +50,20 @@ def gaussian_noise(rng: np.random.Generator) -> Noise:
     return lambda shape: rng.standard_normal(shape, dtype=np.float32)
 
 
-def split_prediction(output: np.ndarray, x_t: np.ndarray, alpha_cumprod: float,
-                     prediction_type: str, clip_sample_range: float | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Turn a raw network output into (x0, eps) estimates in the VP space of ``x_t``.
+def _parse(enum, value, what: str):
+    try:
+        return enum(value)
+    except ValueError:
+        raise ScheduleError(f"{what}: expected one of {', '.join(m.value for m in enum)}, got '{value}'") from None
 
-    Args:
-        output: raw prediction, same shape as ``x_t``.
-        x_t: (B, C, H, W) float32 noisy sample at a step with ``alpha_cumprod``.
-        alpha_cumprod: scalar in (0, 1].
-        prediction_type: ``epsilon``, ``v_prediction`` or ``sample``.
-        clip_sample_range: clip x0 to [-r, r] when given (eps is left as predicted,
-            as diffusers does with ``use_clipped_model_output=False``).
-    """
-    a = np.float32(alpha_cumprod)
-    sqrt_a, sqrt_b = a**0.5, (1 - a) ** 0.5
-    if prediction_type == "epsilon":
-        x0, eps = (x_t - sqrt_b * output) / sqrt_a, output
-    elif prediction_type == "v_prediction":
-        x0, eps = sqrt_a * x_t - sqrt_b * output, sqrt_a * output + sqrt_b * x_t
-    elif prediction_type == "sample":
-        x0, eps = output, (x_t - sqrt_a * output) / sqrt_b
-    else:
-        raise ScheduleError(f"prediction_type: expected epsilon, v_prediction or sample, got '{prediction_type}'")
-    if clip_sample_range is not None:
-        x0 = np.clip(x0, -clip_sample_range, clip_sample_range)
-    return x0, eps
+
+def _stop(callback: Callback | None, i: int, sigma, x0: np.ndarray) -> bool:
+    return callback is not None and callback(i, float(sigma), x0) is False
+
+
+def _needs_noise(eta: float, noise: Noise | None, name: str) -> None:
+    if eta > 0 and noise is None:
+        raise ValueError(f"{name}: eta > 0 needs a noise source, got noise=None")
 
 
 def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
@@ -87,121 +83,133 @@ def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tupl
     return float((s_to**2 - up**2) ** np.float32(0.5)), float(up)
 
 
-def sample_ddpm(model: Model, x: np.ndarray, alphas_cumprod: np.ndarray,
-                alphas_cumprod_prev: np.ndarray, *, noise: Noise, prediction_type: str = "epsilon",
-                clip_sample_range: float | None = None, variance_type: str = "fixed_small",
-                final_noise: bool = False, callback: Callback | None = None) -> np.ndarray:
+
+def vp_sigma(alpha_cumprod) -> np.float32:
+    """sigma = sqrt((1 - a) / a) in float32: the sigma-space noise level of ``alphas_cumprod`` a."""
+    a = np.float32(alpha_cumprod)
+    return ((np.float32(1) - a) / a) ** np.float32(0.5)
+
+
+def sample_ddpm(denoise: Denoise, x: np.ndarray, alphas_cumprod: np.ndarray, alphas_cumprod_prev: np.ndarray, *,
+                noise: Noise, variance_type: str = "fixed_small", final_noise: bool = False,
+                callback: Callback | None = None) -> np.ndarray:
     """DDPM ancestral sampling with the posterior q(x_prev | x_t, x0) (Ho et al. 2020, eq. 7).
 
     Args:
-        model: the network, see module docstring.
-        x: (B, C, H, W) float32 initial noise, N(0, I) (DDPM's init sigma is 1).
+        denoise: see module docstring; called at ``vp_sigma(alphas_cumprod[i])``.
+        x: (B, C, H, W) float32 VP ``x_t``, initially N(0, I).
         alphas_cumprod, alphas_cumprod_prev: (N,) float32 from ``NoiseSchedule.ddpm_alphas``.
         noise: standard-normal source, called once per step except the last.
-        final_noise: also add noise on the last step; diffusers does so whenever the last
-            timestep is above 0 (e.g. ``trailing`` spacing), which matters for ``fixed_large``.
         variance_type: ``fixed_small`` (beta tilde) or ``fixed_large`` (beta), with their
             ``_log`` variants computing the same standard deviation.
-        callback: called as ``callback(i, x)`` after each step.
+        final_noise: also add noise on the last step; diffusers does so whenever the last
+            timestep is above 0 (e.g. ``trailing`` spacing), which matters for ``fixed_large``.
     Returns:
-        (B, C, H, W) float32 x0 sample.
+        (B, C, H, W) float32 VP sample (x0 after the last step).
     """
     n = len(alphas_cumprod)
     for i in range(n):
         a, a_prev = np.float32(alphas_cumprod[i]), np.float32(alphas_cumprod_prev[i])
-        x0, _ = split_prediction(model(x, i), x, a, prediction_type, clip_sample_range)
+        sigma = vp_sigma(a)
+        x0 = denoise(x / a**0.5, sigma).x0
         beta_t, beta_prev = 1 - a, 1 - a_prev
         cur_alpha = a / a_prev
         cur_beta = 1 - cur_alpha
         x = (a_prev**0.5 * cur_beta / beta_t) * x0 + (cur_alpha**0.5 * beta_prev / beta_t) * x
         if i < n - 1 or final_noise:
-            if variance_type.startswith("fixed_small"):
-                var = max(beta_prev / beta_t * cur_beta, np.float32(1e-20))
-            else:
-                var = cur_beta
+            var = max(beta_prev / beta_t * cur_beta, np.float32(1e-20)) if variance_type.startswith("fixed_small") \
+                else cur_beta
             x = x + var**0.5 * noise(x.shape)
-        if callback is not None:
-            callback(i, x)
+        if _stop(callback, i, sigma, x0):
+            break
     return x
 
 
-def sample_ddim(model: Model, x: np.ndarray, alphas_cumprod: np.ndarray,
-                alphas_cumprod_prev: np.ndarray, *, eta: float = 0.0, noise: Noise | None = None,
-                prediction_type: str = "epsilon", clip_sample_range: float | None = None,
-                callback: Callback | None = None) -> np.ndarray:
-    """DDIM (Song et al. 2021, eq. 12), written as an ancestral step in sigma space.
+def sample_euler_ancestral(denoise: Denoise, x: np.ndarray, sigmas: np.ndarray, *, eta: float = 1.0,
+                           noise: Noise | None = None, callback: Callback | None = None,
+                           sigmas_to: np.ndarray | None = None) -> np.ndarray:
+    """Euler ancestral sampling in sigma space (k-diffusion ``sample_euler_ancestral``); DDIM too.
+
+    Each step denoises at ``sigmas[i]``, moves deterministically to ``sigma_down`` and adds
+    ``sigma_up`` fresh noise (:func:`ancestral_step`), landing at ``sigmas_to[i]``.
 
     Args:
-        x: (B, C, H, W) float32 initial noise, N(0, I).
-        alphas_cumprod, alphas_cumprod_prev: (N,) float32 from ``NoiseSchedule.ddim_alphas``;
-            they need not chain (diffusers' ``linspace`` spacing does not), so each step
-            converts in and out of sigma space with its own pair.
-        eta: 0 is deterministic DDIM, 1 adds DDPM-sized noise.
-        noise: needed when ``eta > 0``; called on steps whose ``sigma_up > 0``.
-    Returns:
-        (B, C, H, W) float32 sample at ``alphas_cumprod_prev[-1]``.
-    """
-    if eta > 0 and noise is None:
-        raise ValueError("sample_ddim: eta > 0 needs a noise source, got noise=None")
-    for i in range(len(alphas_cumprod)):
-        a, a_prev = np.float32(alphas_cumprod[i]), np.float32(alphas_cumprod_prev[i])
-        x0, eps = split_prediction(model(x, i), x, a, prediction_type, clip_sample_range)
-        sigma_from, sigma_to = ((1 - a) / a) ** 0.5, ((1 - a_prev) / a_prev) ** 0.5
-        sigma_down, sigma_up = ancestral_step(sigma_from, sigma_to, eta)
-        x_sigma = x0 + eps * np.float32(sigma_down)
-        if sigma_up > 0:
-            x_sigma = x_sigma + noise(x.shape) * np.float32(sigma_up)
-        x = x_sigma * a_prev**0.5
-        if callback is not None:
-            callback(i, x)
-    return x
-
-
-def _split_sigma(output: np.ndarray, x: np.ndarray, sigma: np.float32, prediction_type: str) -> np.ndarray:
-    """x0 from a raw output, for ``x`` in sigma space (EulerDiscreteScheduler's formulas)."""
-    if prediction_type == "epsilon":
-        return x - sigma * output
-    if prediction_type == "v_prediction":
-        return output * (-sigma / (sigma**2 + 1) ** 0.5) + x / (sigma**2 + 1)
-    if prediction_type == "sample":
-        return output
-    raise ScheduleError(f"prediction_type: expected epsilon, v_prediction or sample, got '{prediction_type}'")
-
-
-def sample_euler_ancestral(model: Model, x: np.ndarray, sigmas: np.ndarray, *, eta: float = 1.0,
-                           noise: Noise | None = None, prediction_type: str = "epsilon",
-                           callback: Callback | None = None) -> np.ndarray:
-    """Euler ancestral sampling in sigma space (k-diffusion ``sample_euler_ancestral``).
-
-    Args:
-        x: (B, C, H, W) float32 initial latents already scaled by the init noise sigma,
-            i.e. ``N(0, I) * NoiseSchedule.init_noise_sigma(sigmas)``.
-        sigmas: (N+1,) float32 decreasing noise levels ending at 0.
-        eta: 1 is Euler ancestral, 0 is plain Euler (deterministic).
+        x: (B, C, H, W) float32 at ``sigmas[0]`` in sigma space.
+        sigmas: (N+1,) float32 decreasing noise levels; the last is where sampling ends.
+        eta: 1 is Euler ancestral, 0 is plain Euler / deterministic DDIM.
         noise: standard-normal source, needed when ``eta > 0``.
-    The network sees ``x / sqrt(sigma**2 + 1)`` (diffusers' ``scale_model_input``).
+        sigmas_to: (N,) where each step lands, default ``sigmas[1:]``. DDIM's ``linspace``
+            spacing lands elsewhere than the next step starts (diffusers' ``prev_timestep``);
+            ``x`` then moves to ``sigmas[i+1]`` keeping its VP value, as diffusers does.
     Returns:
-        (B, C, H, W) float32 sample at ``sigmas[-1]``.
+        (B, C, H, W) float32 at ``sigmas[-1]`` in sigma space.
     """
-    if eta > 0 and noise is None:
-        raise ValueError("sample_euler_ancestral: eta > 0 needs a noise source, got noise=None")
+    _needs_noise(eta, noise, "sample_euler_ancestral")
     for i in range(len(sigmas) - 1):
-        sigma, sigma_next = np.float32(sigmas[i]), np.float32(sigmas[i + 1])
-        output = model(x / (sigma**2 + 1) ** 0.5, i)
-        x0 = _split_sigma(output, x, sigma, prediction_type)
-        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
-        x = x + (x - x0) / sigma * (np.float32(sigma_down) - sigma)
+        sigma, nxt = np.float32(sigmas[i]), np.float32(sigmas[i + 1])
+        target = nxt if sigmas_to is None else np.float32(sigmas_to[i])
+        d = denoise(x, sigma)
+        sigma_down, sigma_up = ancestral_step(sigma, target, eta)
+        x = d.x0 + d.eps * np.float32(sigma_down)
         if sigma_up > 0:
             x = x + noise(x.shape) * np.float32(sigma_up)
-        if callback is not None:
-            callback(i, x)
+        if target != nxt:
+            x = x * ((1 + nxt * nxt) / (1 + target * target)) ** np.float32(0.5)
+        if _stop(callback, i, sigma, d.x0):
+            break
     return x
 
 
-def sample_euler(model: Model, x: np.ndarray, sigmas: np.ndarray, *, prediction_type: str = "epsilon",
+def sample_ddim(denoise: Denoise, x: np.ndarray, sigmas: np.ndarray, *, eta: float = 0.0,
+                noise: Noise | None = None, callback: Callback | None = None,
+                sigmas_to: np.ndarray | None = None) -> np.ndarray:
+    """DDIM (Song et al. 2021, eq. 12) is Euler ancestral in sigma space with the same ``eta``
+    (default 0, deterministic); arguments as :func:`sample_euler_ancestral`."""
+    return sample_euler_ancestral(denoise, x, sigmas, eta=eta, noise=noise, callback=callback, sigmas_to=sigmas_to)
+
+
+def sample_euler(denoise: Denoise, x: np.ndarray, sigmas: np.ndarray, *,
                  callback: Callback | None = None) -> np.ndarray:
     """Deterministic Euler (Karras et al. 2022, alg. 1, no churn): ``sample_euler_ancestral`` at eta 0."""
-    return sample_euler_ancestral(model, x, sigmas, eta=0.0, prediction_type=prediction_type, callback=callback)
+    return sample_euler_ancestral(denoise, x, sigmas, eta=0.0, callback=callback)
+
+
+def sample_dpmpp_2m(denoise: Denoise, x: np.ndarray, sigmas: np.ndarray, *, first_order_final: bool = False,
+                    callback: Callback | None = None) -> np.ndarray:
+    """DPM-Solver++ 2M (Lu et al. 2022, alg. 2; k-diffusion ``sample_dpmpp_2m``), deterministic.
+
+    In sigma space with ``lambda = -log(sigma)`` and ``h = lambda_next - lambda``, a step is
+    ``x <- (sigma_next / sigma) x - expm1(-h) D`` with ``D`` the x0 estimate (first order, the
+    first step) or ``D = x0 + (x0 - x0_prev) / (2 r)``, ``r = h_prev / h`` (second order).
+    Equal to diffusers' DPMSolverMultistepScheduler (dpmsolver++, order 2, midpoint) on the
+    same sigmas; a step to sigma 0 returns the x0 estimate (first order).
+
+    Args:
+        x: (B, C, H, W) float32 at ``sigmas[0]`` in sigma space.
+        sigmas: (N+1,) float32 decreasing, the last 0 or > 0 (diffusers' ``sigma_min``).
+        first_order_final: make the last step first order also when it ends above 0
+            (diffusers' ``euler_at_final``, or ``lower_order_final`` with fewer than 15 steps).
+    Returns:
+        (B, C, H, W) float32 at ``sigmas[-1]`` in sigma space.
+    """
+    n = len(sigmas) - 1
+    old, h_prev = None, 0.0
+    for i in range(n):
+        sigma, nxt = float(sigmas[i]), float(sigmas[i + 1])
+        d = denoise(x, np.float32(sigmas[i]))
+        if nxt == 0:
+            x = d.x0
+        else:
+            h = math.log(sigma / nxt)
+            D = d.x0
+            if old is not None and not (first_order_final and i == n - 1):
+                D = d.x0 + np.float32(0.5 * h / h_prev) * (d.x0 - old)
+            x = np.float32(nxt / sigma) * x - np.float32(math.expm1(-h)) * D
+            h_prev = h
+        old = d.x0
+        if _stop(callback, i, sigma, d.x0):
+            break
+    return x
 
 
 @dataclass(frozen=True)
@@ -209,54 +217,107 @@ class SamplingPlan:
     """Everything one sampling run needs, derived from a schedule, a sampler and a step count.
 
     Attributes:
-        sampler: one of :data:`SAMPLERS`.
-        timesteps: (N,) the values fed to the network at each step (int64 for ddpm/ddim,
-            float32 for the Euler samplers, as diffusers).
-        init_noise_sigma: multiply N(0, I) latents by this before sampling.
-        alphas_cumprod, alphas_cumprod_prev: (N,) for ddpm/ddim, else None.
-        sigmas: (N+1,) for the Euler samplers, else None.
+        sampler: the algorithm.
+        sigmas: (N+1,) float32 decreasing noise levels: where each step starts, then where
+            sampling ends.
+        timesteps: (N,) what the network is fed at ``sigmas[:-1]``, as diffusers feeds it
+            (int64 for ddpm / ddim / dpmpp-2m, float32 for the Euler samplers).
+        init_noise_sigma: diffusers' ``init_noise_sigma``: N(0, I) latents times this are the
+            sampler's start, in VP space when ``vp`` else in sigma space.
+        vp: whether diffusers' reference sampler holds VP samples (ddpm, ddim, dpmpp-2m).
+        sigma_schedule: how ``sigmas`` are spaced.
+        sigmas_to: DDIM: (N,) where each step lands (see :func:`sample_euler_ancestral`).
+        alphas_cumprod, alphas_cumprod_prev: DDPM: (N,) float32.
+        final_noise: DDPM: noise on the last step too.
+        first_order_final: DPM++ 2M: last step first order.
+        clip: whether x0 is clipped (ddpm / ddim with ``clip_sample``; diffusers' other
+            schedulers never clip).
     """
 
-    sampler: str
+    sampler: Sampler
+    sigmas: np.ndarray
     timesteps: np.ndarray
     init_noise_sigma: float
+    vp: bool
+    sigma_schedule: SigmaSchedule = SigmaSchedule.discrete
+    sigmas_to: np.ndarray | None = None
     alphas_cumprod: np.ndarray | None = None
     alphas_cumprod_prev: np.ndarray | None = None
-    sigmas: np.ndarray | None = None
+    final_noise: bool = False
+    first_order_final: bool = False
+    clip: bool = False
+    variance_type: str = "fixed_small"
 
     @classmethod
-    def build(cls, schedule: NoiseSchedule, sampler: str, num_inference_steps: int) -> "SamplingPlan":
-        """Raises ScheduleError for an unknown sampler or a step count outside 1..T."""
-        if sampler in ("ddpm", "ddim"):
-            timesteps = schedule.timesteps(num_inference_steps)
-            alphas = (schedule.ddpm_alphas if sampler == "ddpm" else schedule.ddim_alphas)(timesteps)
-            return cls(sampler, timesteps, 1.0, *alphas)
-        if sampler in ("euler", "euler-a"):
-            timesteps = schedule.euler_timesteps(num_inference_steps)
-            sigmas = schedule.sigmas(timesteps)
-            return cls(sampler, timesteps, schedule.init_noise_sigma(sigmas), sigmas=sigmas)
-        raise ScheduleError(f"sampler: expected one of {', '.join(SAMPLERS)}, got '{sampler}'")
+    def build(cls, schedule: NoiseSchedule, sampler: str | Sampler, num_inference_steps: int, *,
+              sigmas: str | SigmaSchedule | None = None) -> "SamplingPlan":
+        """Plan a run. ``sigmas`` None takes the config's (``use_karras_sigmas`` ...) for the
+        Euler samplers and dpmpp-2m, discrete for ddpm / ddim.
 
-    def run(self, model: Model, latents: np.ndarray, schedule: NoiseSchedule, *, eta: float = 0.0,
-            noise: Noise | None = None, callback: Callback | None = None) -> np.ndarray:
-        """Sample from N(0, I) ``latents`` (B, C, H, W) float32; returns x0 (B, C, H, W) float32.
-
-        ``eta`` applies to ddim (default 0) and euler-a (where 0 means 1, its natural value).
+        Raises:
+            ScheduleError: an unknown sampler or sigma schedule, a step count outside 1..T, or
+                Karras / exponential sigmas asked of ddpm / ddim.
         """
+        sampler = _parse(Sampler, sampler, "sampler")
+        fixed = sampler in (Sampler.ddpm, Sampler.ddim)
+        kind = _parse(SigmaSchedule, sigmas or ("discrete" if fixed else schedule.sigma_schedule), "sigmas")
+        if fixed and kind != SigmaSchedule.discrete:
+            raise ScheduleError(f"sigmas: {sampler.value} runs on the discrete training sigmas; expected discrete "
+                                f"(karras / exponential need euler, euler-a or dpmpp-2m), got '{kind.value}'")
+        if fixed:
+            timesteps = schedule.timesteps(num_inference_steps)
+            a_t, a_prev = (schedule.ddpm_alphas if sampler == Sampler.ddpm else schedule.ddim_alphas)(timesteps)
+            at, to = vp_sigma(a_t), vp_sigma(a_prev)
+            return cls(sampler, np.append(at, to[-1]).astype(np.float32), timesteps, 1.0, True,
+                       sigmas_to=to.astype(np.float32), alphas_cumprod=a_t, alphas_cumprod_prev=a_prev,
+                       final_noise=bool(timesteps[-1] > 0), clip=schedule.clip_sample_range is not None,
+                       variance_type=schedule.variance_type)
+        if sampler == Sampler.dpmpp_2m:
+            timesteps, sig = schedule.dpm_sigmas(num_inference_steps, kind.value)
+            low = schedule.euler_at_final or (schedule.lower_order_final and len(timesteps) < 15)
+            return cls(sampler, sig, timesteps, 1.0, True, kind, first_order_final=low)
+        timesteps, sig = schedule.euler_sigmas(num_inference_steps, kind.value)
+        return cls(sampler, sig, timesteps, schedule.init_noise_sigma(sig), False, kind)
+
+    @property
+    def steps(self) -> int:
+        return len(self.timesteps)
+
+    def denoiser(self, network, schedule: NoiseSchedule, timestep_dtype=np.int64):
+        """A :class:`edgegen.denoiser.Denoiser` over ``network`` with this plan's timestep table and clipping."""
+        from .denoiser import Denoiser
+
+        return Denoiser(network, schedule, sigmas=self.sigmas[:-1], timesteps=self.timesteps,
+                        timestep_dtype=timestep_dtype, clip_sample_range=schedule.clip_sample_range if self.clip else None)
+
+    def default_eta(self) -> float:
+        """Eta when none is given: 1 for ddpm / euler-a (ancestral), else 0."""
+        return 1.0 if self.sampler in (Sampler.ddpm, Sampler.euler_a) else 0.0
+
+    def run(self, denoise: Denoise, latents: np.ndarray, *, eta: float | None = None, noise: Noise | None = None,
+            callback: Callback | None = None) -> np.ndarray:
+        """Sample from N(0, I) ``latents`` (B, C, H, W) float32; returns (B, C, H, W) float32 VP samples.
+
+        ``eta`` applies to ddim (default 0) and euler-a (default 1); an explicit 0 is honoured.
+        When ``callback`` stops the run, the result is the sample where it stopped (still noisy);
+        the clean estimate is the ``x0`` the callback last saw (what the pipeline decodes).
+        Raises ValueError for an eta other than the fixed one of ddpm (1), euler and dpmpp-2m (0).
+        """
+        eta = self.default_eta() if eta is None else float(eta)
+        if self.sampler not in (Sampler.ddim, Sampler.euler_a) and eta != self.default_eta():
+            raise ValueError(f"eta: {self.sampler.value} has a fixed eta {self.default_eta():g} "
+                             f"(eta applies to ddim and euler-a), got {eta:g}")
         x = latents.astype(np.float32, copy=True)
         if self.init_noise_sigma != 1.0:
             x *= np.float32(self.init_noise_sigma)
-        pred = schedule.prediction_type
-        if self.sampler == "ddpm":
-            return sample_ddpm(model, x, self.alphas_cumprod, self.alphas_cumprod_prev, noise=noise,
-                               prediction_type=pred, clip_sample_range=schedule.clip_sample_range,
-                               variance_type=schedule.variance_type, final_noise=bool(self.timesteps[-1] > 0),
-                               callback=callback)
-        if self.sampler == "ddim":
-            return sample_ddim(model, x, self.alphas_cumprod, self.alphas_cumprod_prev, eta=eta, noise=noise,
-                               prediction_type=pred, clip_sample_range=schedule.clip_sample_range,
-                               callback=callback)
-        if self.sampler == "euler":
-            return sample_euler(model, x, self.sigmas, prediction_type=pred, callback=callback)
-        return sample_euler_ancestral(model, x, self.sigmas, eta=eta or 1.0, noise=noise,
-                                      prediction_type=pred, callback=callback)
+        if self.sampler == Sampler.ddpm:
+            return sample_ddpm(denoise, x, self.alphas_cumprod, self.alphas_cumprod_prev, noise=noise,
+                               variance_type=self.variance_type, final_noise=self.final_noise, callback=callback)
+        if self.vp:
+            x *= (1 + self.sigmas[0] ** 2) ** np.float32(0.5)
+        if self.sampler == Sampler.dpmpp_2m:
+            x = sample_dpmpp_2m(denoise, x, self.sigmas, first_order_final=self.first_order_final, callback=callback)
+        else:
+            x = sample_euler_ancestral(denoise, x, self.sigmas, eta=eta, noise=noise, callback=callback,
+                                       sigmas_to=self.sigmas_to)
+        return x / (1 + self.sigmas[-1] ** 2) ** np.float32(0.5) if self.vp else x

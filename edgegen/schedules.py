@@ -6,8 +6,10 @@ Its methods give the explicit arrays the samplers in :mod:`edgegen.samplers` run
 timesteps for the network, ``alphas_cumprod`` pairs for DDPM / DDIM, ``sigmas`` for Euler.
 
 The arithmetic follows diffusers' ``DDPMScheduler``, ``DDIMScheduler``,
-``EulerDiscreteScheduler`` and ``EulerAncestralDiscreteScheduler`` (v0.2x-0.4x) so that the
-same config gives the same timesteps and coefficients; tests check it against diffusers.
+``EulerDiscreteScheduler``, ``EulerAncestralDiscreteScheduler`` and
+``DPMSolverMultistepScheduler`` (v0.2x-0.4x) so that the same config gives the same timesteps,
+sigmas and coefficients; tests check it against diffusers. Sigma schedules other than the
+training one: Karras et al. 2022 (eq. 5, rho 7) and exponential (uniform in log sigma).
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log")
+SIGMA_SCHEDULES = ("discrete", "karras", "exponential")
+FINAL_SIGMAS_TYPES = ("zero", "sigma_min")
 
 # Config keys that change the maths but that edgegen does not implement: refusing them is
 # better than sampling with a silently different schedule.
-_UNSUPPORTED_TRUE = ("thresholding", "rescale_betas_zero_snr", "use_karras_sigmas",
-                     "use_exponential_sigmas", "use_beta_sigmas")
+_UNSUPPORTED_TRUE = ("thresholding", "rescale_betas_zero_snr", "use_beta_sigmas", "use_lu_lambdas",
+                     "use_flow_sigmas")
+# DPMSolverMultistepScheduler options edgegen implements only at these values (DPM-Solver++ 2M).
+_DPM_FIXED = {"algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "midpoint"}
 
 
 def _betas(config: Mapping[str, Any]) -> np.ndarray:
@@ -56,6 +62,27 @@ def _betas(config: Mapping[str, Any]) -> np.ndarray:
         f"beta_schedule: expected one of {', '.join(BETA_SCHEDULES)}, got '{kind}'")
 
 
+def _checked_betas(config: Mapping[str, Any]) -> np.ndarray:
+    """The betas, or ScheduleError unless every one is finite and in (0, 1)."""
+    try:
+        n = int(config.get("num_train_timesteps", 1000))
+        betas = _betas(config)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ScheduleError):
+            raise
+        raise ScheduleError(f"scheduler config: expected numeric beta_start / beta_end / num_train_timesteps / "
+                            f"trained_betas, got {exc}") from None
+    if n < 2 or betas.ndim != 1 or betas.shape[0] < 2:
+        raise ScheduleError(f"num_train_timesteps: expected >= 2 training steps, got {betas.shape}")
+    bad = ~np.isfinite(betas) | (betas <= 0) | (betas >= 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        given = {k: config.get(k) for k in ("beta_schedule", "beta_start", "beta_end") if k in config}
+        raise ScheduleError(f"betas: expected finite values in (0, 1), got {float(betas[i])!r} at step {i} "
+                            f"(from {given or 'trained_betas'})")
+    return betas
+
+
 def _choice(config: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
     value = config.get(key, default)
     if value not in allowed:
@@ -78,6 +105,10 @@ class NoiseSchedule:
         steps_offset: added to ``leading`` timesteps (Stable Diffusion uses 1).
         set_alpha_to_one: DDIM's final ``alphas_cumprod`` is 1.0 if true, else ``alphas_cumprod[0]``.
         variance_type: DDPM's posterior variance choice.
+        sigma_schedule: the config's sigma spacing for Euler / DPM++ (``use_karras_sigmas``,
+            ``use_exponential_sigmas``, else ``discrete``); a run may override it.
+        final_sigmas_type: ``zero`` or ``sigma_min`` (the last noise level of Euler / DPM++).
+        lower_order_final, euler_at_final, lambda_min_clipped: DPMSolverMultistepScheduler's options.
         config: the diffusers config this was read from, as given.
     """
 
@@ -88,6 +119,11 @@ class NoiseSchedule:
     steps_offset: int = 0
     set_alpha_to_one: bool = True
     variance_type: str = "fixed_small"
+    sigma_schedule: str = "discrete"
+    final_sigmas_type: str = "zero"
+    lower_order_final: bool = True
+    euler_at_final: bool = False
+    lambda_min_clipped: float = -math.inf
     config: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -96,8 +132,10 @@ class NoiseSchedule:
 
         Raises:
             ScheduleError: an unknown ``beta_schedule`` / ``timestep_spacing`` /
-                ``prediction_type`` / ``variance_type``, or an option edgegen does not
-                implement (``thresholding``, ``rescale_betas_zero_snr``, Karras sigmas, ...).
+                ``prediction_type`` / ``variance_type``, betas that are not finite and in (0, 1)
+                (e.g. ``beta_end`` 2.0), or an option edgegen does not implement
+                (``thresholding``, ``rescale_betas_zero_snr``, beta sigmas, DPM-Solver variants
+                other than ++ 2M, ...).
         """
         if isinstance(config, (str, Path)):
             try:
@@ -109,20 +147,35 @@ class NoiseSchedule:
         for key in _UNSUPPORTED_TRUE:
             if config.get(key):
                 raise ScheduleError(f"{key}=true is not supported by edgegen's samplers; expected false or absent")
-        betas = _betas(config)
+        for key, value in _DPM_FIXED.items():
+            if config.get("_class_name") == "DPMSolverMultistepScheduler" and config.get(key, value) != value:
+                raise ScheduleError(f"{key}: edgegen implements DPM-Solver++ 2M only; expected {value!r}, "
+                                    f"got {config[key]!r}")
+        if config.get("use_karras_sigmas") and config.get("use_exponential_sigmas"):
+            raise ScheduleError("use_karras_sigmas / use_exponential_sigmas: expected at most one true, got both")
+        betas = _checked_betas(config)
         # torch's float32 cumprod accumulates in double; so does this, to match diffusers.
         alphas_cumprod = np.cumprod((np.float32(1.0) - betas).astype(np.float64)).astype(np.float32)
         # diffusers' DDPM and DDIM schedulers clip by default; saved configs usually say so.
         clip_default = config.get("_class_name") in ("DDPMScheduler", "DDIMScheduler")
         clip = bool(config.get("clip_sample", clip_default))
+        clip_range = float(config.get("clip_sample_range", 1.0))
+        if clip and not (math.isfinite(clip_range) and clip_range > 0):
+            raise ScheduleError(f"clip_sample_range: expected a finite value > 0, got {clip_range!r}")
         return cls(
             alphas_cumprod=alphas_cumprod,
             prediction_type=_choice(config, "prediction_type", "epsilon", PREDICTION_TYPES),
-            clip_sample_range=float(config.get("clip_sample_range", 1.0)) if clip else None,
+            clip_sample_range=clip_range if clip else None,
             timestep_spacing=_choice(config, "timestep_spacing", "leading", TIMESTEP_SPACINGS),
             steps_offset=int(config.get("steps_offset", 0)),
             set_alpha_to_one=bool(config.get("set_alpha_to_one", True)),
             variance_type=_choice(config, "variance_type", "fixed_small", VARIANCE_TYPES),
+            sigma_schedule=("karras" if config.get("use_karras_sigmas") else
+                            "exponential" if config.get("use_exponential_sigmas") else "discrete"),
+            final_sigmas_type=_choice(config, "final_sigmas_type", "zero", FINAL_SIGMAS_TYPES),
+            lower_order_final=bool(config.get("lower_order_final", True)),
+            euler_at_final=bool(config.get("euler_at_final", False)),
+            lambda_min_clipped=float(config.get("lambda_min_clipped", -math.inf)),
             config=dict(config),
         )
 
@@ -182,7 +235,97 @@ class NoiseSchedule:
         at = np.interp(timesteps, np.arange(0, len(train)), train)
         return np.concatenate([at, [0.0]]).astype(np.float32)
 
+    @property
+    def train_sigmas(self) -> np.ndarray:
+        """(T,) float32 sigma = sqrt((1 - a) / a) of every training timestep, increasing."""
+        return ((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5
+
+    def sigma_to_t(self, sigmas: np.ndarray) -> np.ndarray:
+        """Fractional training timesteps of noise levels, linear in log sigma between the training
+        sigmas (diffusers' ``_sigma_to_t``, k-diffusion's ``sigma_to_t``); clamped to [0, T-1]."""
+        log_sigmas = np.log(self.train_sigmas)
+        sigma = np.asarray(sigmas, dtype=np.float64)
+        log_sigma = np.log(np.maximum(sigma, 1e-10))
+        dists = log_sigma - log_sigmas[:, np.newaxis]
+        low = np.cumsum(dists >= 0, axis=0).argmax(axis=0).clip(max=log_sigmas.shape[0] - 2)
+        w = np.clip((log_sigmas[low] - log_sigma) / (log_sigmas[low] - log_sigmas[low + 1]), 0, 1)
+        return ((1 - w) * low + w * (low + 1)).reshape(sigma.shape)
+
+    def _final_sigma(self) -> float:
+        return float(self.train_sigmas[0]) if self.final_sigmas_type == "sigma_min" else 0.0
+
+    def euler_sigmas(self, num_inference_steps: int, kind: str = "discrete") -> tuple[np.ndarray, np.ndarray]:
+        """Timesteps and sigmas of EulerDiscreteScheduler for a sigma schedule ``kind``.
+
+        Karras / exponential sigmas span the spaced discrete ones (their first and last), and
+        the network sees their fractional timesteps (``sigma_to_t``, not rounded), as diffusers.
+        Returns:
+            (timesteps (N,) float32, sigmas (N+1,) float32 decreasing, last 0 or sigma_min).
+        """
+        timesteps = self.euler_timesteps(num_inference_steps)
+        spaced = np.interp(timesteps, np.arange(self.num_train_timesteps), self.train_sigmas)
+        sigmas = _respace(spaced[-1], spaced[0], num_inference_steps, kind, spaced)
+        if kind != "discrete":
+            timesteps = self.sigma_to_t(sigmas).astype(np.float32)
+        return timesteps, np.append(sigmas, self._final_sigma()).astype(np.float32)
+
+    def dpm_sigmas(self, num_inference_steps: int, kind: str = "discrete") -> tuple[np.ndarray, np.ndarray]:
+        """Timesteps and sigmas of DPMSolverMultistepScheduler for a sigma schedule ``kind``.
+
+        Its own spacing (N+1 points, the last dropped), over timesteps whose lambda is above
+        ``lambda_min_clipped``. Karras / exponential sigmas span all training sigmas; their
+        timesteps are ``sigma_to_t`` rounded (Karras, except for squaredcos_cap_v2) or truncated
+        to int64 (exponential), exactly as diffusers feeds the U-Net.
+        Returns:
+            (timesteps (N,) int64, sigmas (N+1,) float32 decreasing, last 0 or sigma_min).
+        """
+        n = int(num_inference_steps)
+        if not 1 <= n <= self.num_train_timesteps:
+            raise ScheduleError(f"num_inference_steps: expected 1..{self.num_train_timesteps}, got {num_inference_steps}")
+        lambdas = np.log(self.alphas_cumprod**0.5) - np.log((1 - self.alphas_cumprod) ** 0.5)
+        last = self.num_train_timesteps - int(np.searchsorted(lambdas[::-1], self.lambda_min_clipped))
+        if self.timestep_spacing == "linspace":
+            timesteps = np.linspace(0, last - 1, n + 1).round()[::-1][:-1].astype(np.int64)
+        elif self.timestep_spacing == "leading":
+            timesteps = (np.arange(0, n + 1) * (last // (n + 1))).round()[::-1][:-1].astype(np.int64)
+            timesteps += self.steps_offset
+        else:
+            timesteps = np.arange(last, 0, -self.num_train_timesteps / n).round().astype(np.int64) - 1
+        train = self.train_sigmas
+        if kind == "discrete":
+            sigmas = np.interp(timesteps, np.arange(len(train)), train)
+        else:
+            sigmas = _respace(float(train[0]), float(train[-1]), n, kind, None)
+            t = self.sigma_to_t(sigmas)
+            if kind == "karras" and self.config.get("beta_schedule") != "squaredcos_cap_v2":
+                t = t.round()
+            timesteps = t.astype(np.int64)
+        return timesteps, np.append(sigmas, self._final_sigma()).astype(np.float32)
+
     def init_noise_sigma(self, sigmas: np.ndarray) -> float:
         """Scale of the initial Gaussian latents for Euler samplers (diffusers' rule)."""
         top = float(sigmas.max())
         return top if self.timestep_spacing in ("linspace", "trailing") else (top**2 + 1) ** 0.5
+
+
+def karras_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> np.ndarray:
+    """(n,) float64 noise levels from ``sigma_max`` down to ``sigma_min``, evenly spaced in
+    ``sigma ** (1 / rho)`` (Karras et al. 2022, eq. 5)."""
+    ramp = np.linspace(0, 1, n)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (hi + ramp * (lo - hi)) ** rho
+
+
+def exponential_sigmas(sigma_min: float, sigma_max: float, n: int) -> np.ndarray:
+    """(n,) float64 noise levels from ``sigma_max`` down to ``sigma_min``, evenly spaced in log sigma."""
+    return np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), n))
+
+
+def _respace(sigma_min: float, sigma_max: float, n: int, kind: str, discrete: np.ndarray | None) -> np.ndarray:
+    if kind == "karras":
+        return karras_sigmas(float(sigma_min), float(sigma_max), n)
+    if kind == "exponential":
+        return exponential_sigmas(float(sigma_min), float(sigma_max), n)
+    if kind == "discrete" and discrete is not None:
+        return discrete
+    raise ScheduleError(f"sigmas: expected one of {', '.join(SIGMA_SCHEDULES)}, got '{kind}'")

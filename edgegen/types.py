@@ -48,6 +48,24 @@ class PredictionType(str, Enum):
     sample = "sample"
 
 
+class Sampler(str, Enum):
+    """Sampling algorithms (:mod:`edgegen.samplers`); names as ``edgegen run --sampler``."""
+
+    ddpm = "ddpm"  # Ho et al. 2020, ancestral
+    ddim = "ddim"  # Song et al. 2021; eta 0 deterministic
+    euler = "euler"  # Karras et al. 2022, alg. 1 without churn
+    euler_a = "euler-a"  # Euler ancestral (k-diffusion)
+    dpmpp_2m = "dpmpp-2m"  # DPM-Solver++ 2M, Lu et al. 2022
+
+
+class SigmaSchedule(str, Enum):
+    """How the noise levels of a run are spaced (``edgegen run --sigmas``)."""
+
+    discrete = "discrete"  # the training sigmas at the spaced timesteps (diffusers' default)
+    karras = "karras"  # Karras et al. 2022, eq. 5, rho 7
+    exponential = "exponential"  # uniform in log sigma
+
+
 def parse_enum(enum: type[Enum], value, what: str):
     """``enum(value)`` or a ``ValueError`` naming ``what``, the allowed values and the value given."""
     try:

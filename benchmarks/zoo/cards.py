@@ -67,6 +67,12 @@ def main() -> None:
               f"Demo figures (8 per digit, guidance {m['digits-diffusion']['fp32']['guidance_scale']:g}): "
               f"{100 * m['digits-diffusion']['fp32']['agreement']:.1f}% FP32, "
               f"{100 * m['digits-diffusion']['int8']['agreement']:.1f}% INT8.", ""]
+    results = Path(__file__).resolve().parents[1] / "results" / "steps_to_quality.json"
+    if results.is_file():
+        sys.path.insert(0, str(results.parents[1]))
+        from steps_to_quality import table
+
+        lines += table(json.loads(results.read_text())) + [""]
     for name, key, title in (("dcgan", "digits-dcgan", "DCGAN generator"), ("vae", "digits-vae", "convolutional VAE (decoder exported)")):
         c = cards[name]
         losses = ", ".join(f"{k} {v:.4g}" for k, v in c.items() if k.startswith("final"))

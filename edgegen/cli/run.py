@@ -15,17 +15,11 @@ import numpy as np
 import typer
 
 from ..errors import EdgegenError, EngineInputError, InputError, NonFiniteError
+from ..types import Sampler, SigmaSchedule
 from .common import Backend, parse_range, progress_bar, reported, stdout
 
 MAX_IMAGES = 100_000  # per run; more is a typo (1e12 images would fill the disk long before it ends)
-DEFAULTS = {"steps": 50, "eta": 0.0, "guidance_scale": 7.5}
-
-
-class SamplerName(str, Enum):
-    ddpm = "ddpm"
-    ddim = "ddim"
-    euler = "euler"
-    euler_a = "euler-a"
+DEFAULTS = {"steps": 50, "guidance_scale": 7.5}
 
 
 class Precision(str, Enum):
@@ -42,10 +36,11 @@ def run(
     class_label: Annotated[Optional[int], typer.Option(help="Class label (class-conditional U-Net); default: cycle through the classes.")] = None,
     negative_prompt: Annotated[Optional[str], typer.Option(help="Negative prompt (Stable Diffusion).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Number of sampling steps (diffusion). [default: 50]")] = None,
-    sampler: Annotated[Optional[SamplerName], typer.Option(help="Sampler; default from the scheduler config.")] = None,
-    eta: Annotated[Optional[float], typer.Option(help="DDIM eta >= 0 (0 = deterministic); euler-a uses 1 when 0. [default: 0]")] = None,
+    sampler: Annotated[Optional[Sampler], typer.Option(help="Sampler; default from the scheduler config.")] = None,
+    sigmas: Annotated[Optional[SigmaSchedule], typer.Option(help="Noise levels for euler, euler-a, dpmpp-2m; default the scheduler config's.")] = None,
+    eta: Annotated[Optional[float], typer.Option(help="Noise share >= 0 of ddim (default 0, deterministic) and euler-a (default 1).")] = None,
     guidance_scale: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (1 = off). [default: 7.5]")] = None,
-    guidance_interval: Annotated[Optional[str], typer.Option(help="Class-conditional U-Nets: LO,HI sigma range where guidance applies, or 'all'; default the artifact's.")] = None,
+    guidance_interval: Annotated[Optional[str], typer.Option(help="LO,HI sigma range where guidance applies, or 'all'; default the artifact's, else all.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial noise and sampler noise.")] = 0,
     num_images: Annotated[Optional[int], typer.Option(help=f"Images to generate (1..{MAX_IMAGES}); default 1, or the batch of --init-noise / --latents.")] = None,
     height: Annotated[Optional[int], typer.Option(help="Image height in pixels (SD, VAE decoder).")] = None,
@@ -75,7 +70,7 @@ def run(
     with reported():
         art = Artifact.load(artifact)
         given = {"--prompt": prompt, "--negative-prompt": negative_prompt, "--class-label": class_label,
-                 "--steps": steps, "--sampler": sampler, "--eta": eta, "--guidance-scale": guidance_scale,
+                 "--steps": steps, "--sampler": sampler, "--sigmas": sigmas, "--eta": eta, "--guidance-scale": guidance_scale,
                  "--guidance-interval": guidance_interval, "--init-noise": init_noise, "--latents": latents,
                  "--height": height, "--width": width}
         _check_applies(art, {flag: value for flag, value in given.items() if value is not None})
@@ -103,11 +98,11 @@ def run(
             def call(start, count, callback):
                 return pipe(num_images=count, seed=seed + start, latents=array, height=height, width=width)
         else:
+            prompt, class_label = _condition(pipe, prompt, class_label)
             options = dict(negative_prompt=negative_prompt, num_inference_steps=steps or DEFAULTS["steps"],
-                           sampler=sampler.value if sampler else None, eta=DEFAULTS["eta"] if eta is None else eta,
+                           sampler=sampler, sigmas=sigmas, eta=eta, class_label=class_label,
                            guidance_scale=DEFAULTS["guidance_scale"] if guidance_scale is None else guidance_scale,
                            height=height, width=width, init_noise=array,
-                           **({"class_label": class_label} if class_label is not None else {}),
                            **({"guidance_interval": interval} if guidance_interval else {}))
 
             def call(start, count, callback):
@@ -130,7 +125,7 @@ def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, di
         for index, (start, count) in enumerate(batches):
             first = done[0]
 
-            def advance(i, x):
+            def advance(step, sigma, x0):
                 done[0] += 1
                 report("sampling", done[0], steps * len(batches))
 
@@ -149,6 +144,18 @@ def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, di
     return written, total, engine
 
 
+def _condition(pipe, prompt: Optional[str], class_label: Optional[int]) -> tuple[Optional[str], Optional[int]]:
+    """(prompt, class_label) for the library: ``--prompt NAME`` on a class-conditional U-Net is the
+    label of the class named NAME (the library takes labels only as ``class_label``)."""
+    names = getattr(pipe, "class_names", None)
+    if prompt is None or names is None or class_label is not None:
+        return prompt, class_label
+    if prompt.strip() not in names:
+        raise InputError(f"--prompt: this U-Net is conditioned on classes {names}; expected one of them, "
+                         f"got {prompt!r}")
+    return None, names.index(prompt.strip())
+
+
 def _kind(art) -> str:
     """The artifact's family, with U-Nets split into class-conditional and unconditional."""
     if art.family == "unet":
@@ -163,9 +170,10 @@ _APPLIES = {
     "--class-label": {"unet-class"},
     "--steps": {"stable-diffusion", "unet", "unet-class"},
     "--sampler": {"stable-diffusion", "unet", "unet-class"},
+    "--sigmas": {"stable-diffusion", "unet", "unet-class"},
     "--eta": {"stable-diffusion", "unet", "unet-class"},
     "--guidance-scale": {"stable-diffusion", "unet-class"},
-    "--guidance-interval": {"unet-class"},
+    "--guidance-interval": {"stable-diffusion", "unet-class"},
     "--init-noise": {"stable-diffusion", "unet", "unet-class"},
     "--latents": {"generator", "vae-decoder"},
     "--height": {"stable-diffusion", "vae-decoder"},

@@ -1,12 +1,16 @@
-"""Diffusion pipelines: text-to-image Stable Diffusion and unconditional U-Nets.
+"""Diffusion pipelines: text-to-image Stable Diffusion, class-conditional and unconditional U-Nets.
 
-The loop is :class:`edgegen.samplers.SamplingPlan` over the U-Net engine, with
-classifier-free guidance for SD; numerically the same as diffusers' StableDiffusionPipeline
-/ DDPMPipeline given the same initial noise (tests check images to 2e-3).
+A call is condition -> denoiser -> sampler -> decode: the U-Net engine becomes a
+:class:`edgegen.denoiser.Denoiser`, wrapped in a :class:`edgegen.guidance.CFGDenoiser` for
+conditioned models, and a :class:`edgegen.samplers.SamplingPlan` runs a sampler over it;
+numerically the same as diffusers' StableDiffusionPipeline / DDPMPipeline given the same
+initial noise (tests check images to 2e-3).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from typing import Sequence
 
@@ -14,8 +18,9 @@ import numpy as np
 
 from ..artifact import Artifact
 from ..errors import EngineInputError
-from ..guidance import classifier_free_guidance, guidance_steps, needs_unconditional
+from ..guidance import CFGDenoiser, batch_mode, check_interval, needs_unconditional
 from ..images import to_unit_range
+from ..runtimes.base import check_finite
 from ..samplers import SamplingPlan, gaussian_noise
 from ..schedules import NoiseSchedule
 from ..tokenizer import ClipTokenizer
@@ -23,7 +28,7 @@ from .base import EngineHook, Generation, load_components, reset, timings
 
 # The sampler a scheduler config's own class corresponds to, when none is asked for.
 _DEFAULT_SAMPLER = {"DDPMScheduler": "ddpm", "DDIMScheduler": "ddim", "EulerDiscreteScheduler": "euler",
-                    "EulerAncestralDiscreteScheduler": "euler-a"}
+                    "EulerAncestralDiscreteScheduler": "euler-a", "DPMSolverMultistepScheduler": "dpmpp-2m"}
 
 
 class DiffusionPipeline:
@@ -31,6 +36,9 @@ class DiffusionPipeline:
 
     Randomness: ``numpy.random.default_rng(seed)`` draws the initial latents (unless
     ``init_noise`` is given) and then every ancestral-sampler noise, in that order.
+
+    Attributes:
+        class_names: class-conditional U-Nets: the name of each class label (index = label), else None.
     """
 
     def __init__(self, artifact: Artifact, *, backend: str | None = None, precision: str | None = None,
@@ -50,6 +58,10 @@ class DiffusionPipeline:
         self.latent = m["latent"]
         self._timestep = self.unet.input("timestep")
         self.conditioning = m.get("conditioning")
+        self.class_names = None
+        if self.conditioning:
+            n = int(self.conditioning["num_classes"])
+            self.class_names = list(self.conditioning.get("class_names") or [str(i) for i in range(n)])
         if self.text_to_image:
             tok = m["tokenizer"]
             self.tokenizer = ClipTokenizer(artifact.path / tok["file"], max_length=tok["max_length"], pad_id=tok["pad_id"])
@@ -66,139 +78,153 @@ class DiffusionPipeline:
         ids = self.tokenizer(prompts)
         return self.engines["text_encoder"]({"input_ids": ids})["last_hidden_state"]
 
-    def _batch_mode(self, batch: int) -> str:
-        """'joint' runs both CFG branches in one call of 2B, 'split' in two calls of B."""
-        dim = self.unet.input("sample").shape[0]
-        if not isinstance(dim, int) or dim == 2 * batch:
-            return "joint"
-        if dim == batch:
-            return "split"
-        raise EngineInputError(f"unet engine: batch is fixed at {dim}; expected {batch} or {2 * batch} "
-                               f"for {batch} image(s)")
-
     def __call__(self, prompt: str | Sequence[str] | None = None, *, negative_prompt: str | Sequence[str] | None = None,
-                 num_inference_steps: int = 50, sampler: str | None = None, eta: float = 0.0,
-                 guidance_scale: float = 7.5, seed: int = 0, num_images: int = 1, height: int | None = None,
-                 width: int | None = None, init_noise: np.ndarray | None = None, class_label: int | Sequence[int] | None = None,
+                 class_label: int | Sequence[int] | None = None, num_inference_steps: int = 50,
+                 sampler: str | None = None, sigmas: str | None = None, eta: float | None = None,
+                 guidance_scale: float = 7.5, seed: int = 0, num_images: int | None = None, height: int | None = None,
+                 width: int | None = None, init_noise: np.ndarray | None = None,
                  guidance_interval: tuple[float, float] | None | str = "default", callback=None) -> Generation:
         """Generate images.
 
         Args:
-            prompt: SD only; one prompt for all ``num_images``, or one per image.
-            negative_prompt: SD only; replaces the empty unconditional prompt.
-            sampler: ddpm, ddim, euler or euler-a; default from the scheduler config's class.
-            eta: DDIM's eta (0 deterministic); euler-a uses 1 unless given.
-            guidance_scale: CFG scale w; 1 skips the unconditional pass (SD only).
-            init_noise: (B, C, h, w) float32 N(0, I) initial latents, replacing the seeded draw
+            prompt, negative_prompt: Stable Diffusion only: one text for all images or one per image;
+                the negative prompt replaces the empty unconditional one.
+            class_label: class-conditional U-Nets only: one label (0..num_classes-1) for all images or
+                one per image; default: cycle through the classes.
+            num_inference_steps: >= 1 (and at most the training steps).
+            sampler: ddpm, ddim, euler, euler-a or dpmpp-2m (:class:`edgegen.types.Sampler`); default
+                from the scheduler config's class.
+            sigmas: discrete, karras or exponential (:class:`edgegen.types.SigmaSchedule`), for the
+                Euler samplers and dpmpp-2m; default the config's (``use_karras_sigmas`` ...).
+            eta: ddim (default 0) and euler-a (default 1) noise share, finite and >= 0; an explicit 0
+                is honoured (euler-a at eta 0 is Euler).
+            guidance_scale: CFG scale w (finite); 1 skips the unconditional pass.
+            seed: seeds ``numpy.random.default_rng`` for the latents and the sampler noise.
+            num_images: images to generate (default 1, or the batch of ``init_noise``).
+            height, width: Stable Diffusion image size in pixels, multiples of the VAE factor.
+            init_noise: (B, C, h, w) float32 finite N(0, I) initial latents replacing the seeded draw
                 (scaled by the sampler's init sigma as diffusers does).
-            class_label: class-conditional U-Nets: one label for all images or one per image
-                (a prompt that names a class, e.g. "7", works too); default: cycle through the classes.
-            guidance_interval: class-conditional U-Nets: (sigma_lo, sigma_hi], the noise levels where
-                CFG applies (:mod:`edgegen.guidance`); None for every step; default the artifact's
-                recommended interval (``conditioning.guidance_interval``), else every step.
-            callback: ``callback(step, x)`` after each step.
+            guidance_interval: (sigma_lo, sigma_hi], the noise levels where CFG applies
+                (:mod:`edgegen.guidance`), for every conditioned model; None for every step; default
+                the artifact's recommended interval (``conditioning.guidance_interval``), else every step.
+            callback: ``callback(step, sigma, x0) -> bool | None`` after each step, with x0 the
+                (B, C, h, w) float32 clean-latent estimate; ``False`` stops sampling: the last x0 is
+                decoded and ``info`` says ``stopped_at_step`` (steps done).
         Returns:
             a :class:`Generation` with (B, H, W, C) float32 images in [0, 1].
+        Raises:
+            EngineInputError: an argument out of range or of the wrong kind, naming it.
+            NonFiniteError: ``init_noise`` holds NaN / Inf.
+            ScheduleError: an unknown sampler / sigma schedule, or steps above the training steps.
         """
         start = time.perf_counter()
         reset(self.engines)
-        sampler = sampler or self.default_sampler
+        _check_numbers(num_inference_steps, eta, guidance_scale)
         rng = np.random.default_rng(seed)
-        if init_noise is not None:
-            latents = np.ascontiguousarray(init_noise, dtype=np.float32)
-            expected = self._latent_shape(latents.shape[0], height, width)
-            if latents.shape != expected:
-                raise EngineInputError(f"init_noise: expected float32 {expected}, got {latents.shape}")
-        else:
-            latents = rng.standard_normal(self._latent_shape(num_images, height, width), dtype=np.float32)
-        batch = latents.shape[0]
-        plan = SamplingPlan.build(self.schedule, sampler, num_inference_steps)
-        tdtype = np.dtype(self._timestep.dtype)
-        timesteps = plan.timesteps.round() if tdtype.kind == "i" else plan.timesteps
-
-        info = {"model": self.artifact.family, "seed": seed, "sampler": sampler, "steps": num_inference_steps,
-                "eta": eta, "backend": self.backend, "precision": self.precision}
-        if self.text_to_image:
-            prompts = self._as_list(prompt or "", batch, "prompt")
-            cfg = needs_unconditional(guidance_scale)
-            cond = self._encode(prompts)
-            uncond = self._encode(self._as_list(negative_prompt or "", batch, "negative_prompt")) if cfg else None
-            mode = self._batch_mode(batch) if cfg else "single"
-            hidden = np.concatenate([uncond, cond]) if mode == "joint" else cond
-            width_t = 2 * batch if mode == "joint" else batch
-            t_feeds = [np.full((width_t,), t, dtype=tdtype) for t in timesteps]
-            t_single = [np.full((batch,), t, dtype=tdtype) for t in timesteps] if mode == "split" else t_feeds
-
-            def model(x, i):
-                if mode == "joint":
-                    out = self.unet({"sample": np.concatenate([x, x]), "timestep": t_feeds[i],
-                                     "encoder_hidden_states": hidden})["noise_pred"]
-                    return classifier_free_guidance(out[:batch], out[batch:], guidance_scale)
-                eps_c = self.unet({"sample": x, "timestep": t_single[i], "encoder_hidden_states": cond})["noise_pred"]
-                if mode == "single":
-                    return eps_c
-                eps_u = self.unet({"sample": x, "timestep": t_single[i], "encoder_hidden_states": uncond})["noise_pred"]
-                return classifier_free_guidance(eps_u, eps_c, guidance_scale)
-
-            info.update(prompt=prompts[0], negative_prompt=negative_prompt, guidance_scale=guidance_scale)
-        elif self.conditioning:
-            labels = self._class_labels(prompt, class_label, batch)
-            null = self.conditioning.get("null_class")
-            cfg = null is not None and needs_unconditional(guidance_scale)
-            both = np.concatenate([np.full(batch, null, np.int64), labels]) if cfg else labels
-            if guidance_interval == "default":
-                guidance_interval = self.conditioning.get("guidance_interval")
-            try:
-                active = guidance_steps(self.schedule.sigmas(plan.timesteps)[:-1], guidance_scale if cfg else 1.0,
+        latents = self._initial_latents(init_noise, num_images, height, width, rng)
+        plan = SamplingPlan.build(self.schedule, sampler or self.default_sampler, num_inference_steps, sigmas=sigmas)
+        denoise, info = self._condition(plan, len(latents), prompt, negative_prompt, class_label, guidance_scale,
                                         guidance_interval)
-            except ValueError as exc:
-                raise EngineInputError(str(exc)) from None
-            t_both = [np.full((len(both),), t, dtype=tdtype) for t in timesteps]
-            t_cond = [np.full((batch,), t, dtype=tdtype) for t in timesteps]
+        progress = _Progress(callback)
+        try:
+            x0 = plan.run(denoise, latents, eta=eta, noise=gaussian_noise(rng), callback=progress)
+        except ValueError as exc:  # eta for a sampler with a fixed one
+            raise EngineInputError(str(exc)) from None
+        info.update(model=self.artifact.family, seed=seed, sampler=plan.sampler.value, sigmas=plan.sigma_schedule.value,
+                    steps=num_inference_steps, eta=plan.default_eta() if eta is None else eta, backend=self.backend, precision=self.precision)
+        if progress.stopped_at is not None:
+            x0 = progress.x0
+            info["stopped_at_step"] = progress.stopped_at
+        return Generation(self._decode(x0), info, timings(self.engines, start))
 
-            def model(x, i):
-                if not active[i]:
-                    return self.unet({"sample": x, "timestep": t_cond[i], "class_labels": labels})["noise_pred"]
-                out = self.unet({"sample": np.concatenate([x, x]), "timestep": t_both[i],
-                                 "class_labels": both})["noise_pred"]
-                return classifier_free_guidance(out[:batch], out[batch:], guidance_scale)
+    def _initial_latents(self, init_noise, num_images, height, width, rng) -> np.ndarray:
+        """(B, C, h, w) float32 N(0, I): ``init_noise`` checked, or drawn from ``rng``."""
+        if init_noise is None:
+            count = 1 if num_images is None else num_images
+            if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+                raise EngineInputError(f"num_images: expected an integer >= 1, got {num_images!r}")
+            return rng.standard_normal(self._latent_shape(int(count), height, width), dtype=np.float32)
+        if not isinstance(init_noise, np.ndarray) or init_noise.dtype != np.float32 or init_noise.ndim != 4:
+            got = f"{init_noise.dtype} {init_noise.shape}" if isinstance(init_noise, np.ndarray) else type(init_noise).__name__
+            raise EngineInputError(f"init_noise: expected a float32 (B, C, h, w) array, got {got}")
+        expected = self._latent_shape(init_noise.shape[0], height, width)
+        if init_noise.shape != expected or init_noise.shape[0] < 1:
+            raise EngineInputError(f"init_noise: expected float32 {expected}, got {init_noise.shape}")
+        if num_images is not None and num_images != init_noise.shape[0]:
+            raise EngineInputError(f"num_images: expected {init_noise.shape[0]} (the batch of init_noise) or None, "
+                                   f"got {num_images!r}")
+        check_finite({"init_noise": init_noise}, "pipeline call", "input")
+        return np.ascontiguousarray(init_noise)
 
-            names = self.conditioning.get("class_names") or []
-            info.update(class_labels=",".join(str(int(v)) for v in labels), guidance_scale=guidance_scale if cfg else 1.0,
-                        guidance_interval=list(guidance_interval) if cfg and guidance_interval else None,
-                        prompt=",".join(names[int(v)] if int(v) < len(names) else str(int(v)) for v in labels))
+    def _condition(self, plan: SamplingPlan, batch: int, prompt, negative_prompt, class_label, guidance_scale,
+                   guidance_interval) -> tuple:
+        """The (guided) denoiser for this call and what it records in ``info``."""
+        network = self._network
+        denoiser = plan.denoiser(network, self.schedule, self._timestep.dtype)
+        if self.text_to_image:
+            if class_label is not None:
+                raise EngineInputError("class_label: a Stable Diffusion artifact takes a text prompt, got a class label")
+            cond, uncond, info = self._text_condition(prompt, negative_prompt, batch, guidance_scale)
+            interval = None if guidance_interval == "default" else guidance_interval
+        elif self.conditioning:
+            if prompt is not None or negative_prompt is not None:
+                raise EngineInputError(f"prompt: this class-conditional U-Net takes class_label= (classes "
+                                       f"{self.class_names}), got a prompt {prompt!r}")
+            cond, uncond, info = self._class_condition(class_label, batch, guidance_scale)
+            interval = self.conditioning.get("guidance_interval") if guidance_interval == "default" else guidance_interval
         else:
-            if prompt is not None or class_label is not None:
+            if prompt is not None or class_label is not None or negative_prompt is not None:
                 raise EngineInputError("prompt / class_label: this unconditional U-Net takes no condition, got one")
-            t_feeds = [np.full((batch,), t, dtype=tdtype) for t in timesteps]
+            return denoiser, {}
+        interval = None if interval is None else _interval(interval)
+        guided = uncond is not None
+        info.update(guidance_scale=guidance_scale if guided else 1.0,
+                    guidance_interval=list(interval) if guided and interval else None)
+        mode = batch_mode(self.unet.input("sample").shape[0], batch) if guided else "joint"
+        return CFGDenoiser(denoiser, cond, uncond, guidance_scale, mode=mode, interval=interval), info
 
-            def model(x, i):
-                return self.unet({"sample": x, "timestep": t_feeds[i]})["noise_pred"]
+    def _network(self, feeds) -> np.ndarray:
+        return self.unet(feeds)["noise_pred"]
 
-        x0 = plan.run(model, latents, self.schedule, eta=eta, noise=gaussian_noise(rng), callback=callback)
+    def _text_condition(self, prompt, negative_prompt, batch: int, guidance_scale: float) -> tuple:
+        prompts = self._as_list(prompt or "", batch, "prompt")
+        cond = {"encoder_hidden_states": self._encode(prompts)}
+        uncond = None
+        if needs_unconditional(guidance_scale):
+            negatives = self._as_list(negative_prompt or "", batch, "negative_prompt")
+            uncond = {"encoder_hidden_states": self._encode(negatives)}
+        return cond, uncond, {"prompt": prompts[0], "negative_prompt": negative_prompt}
+
+    def _class_condition(self, class_label, batch: int, guidance_scale: float) -> tuple:
+        labels = self._class_labels(class_label, batch)
+        null = self.conditioning.get("null_class")
+        uncond = None
+        if null is not None and needs_unconditional(guidance_scale):
+            uncond = {"class_labels": np.full(batch, null, np.int64)}
+        names = self.class_names
+        info = {"class_labels": ",".join(str(int(v)) for v in labels),
+                "prompt": ",".join(names[int(v)] if int(v) < len(names) else str(int(v)) for v in labels)}
+        return {"class_labels": labels}, uncond, info
+
+    def _decode(self, x0: np.ndarray) -> np.ndarray:
         if self.text_to_image:
             scaled = x0 / np.float32(self.latent.get("scaling_factor", 1.0))
             x0 = self.engines["vae_decoder"]({"latents": scaled})["image"]
-        images = to_unit_range(x0, self.image["output_range"])
-        return Generation(images, info, timings(self.engines, start))
+        return to_unit_range(x0, self.image["output_range"])
 
-    def _class_labels(self, prompt, class_label, batch: int) -> np.ndarray:
-        """(batch,) int64 labels from ``class_label``, a prompt naming a class, or a cycle through the classes."""
-        n = int(self.conditioning["num_classes"])
-        names = list(self.conditioning.get("class_names") or [str(i) for i in range(n)])
-        if class_label is None and prompt is not None:
-            text = prompt if isinstance(prompt, str) else None
-            if text is None or text.strip() not in names:
-                raise EngineInputError(f"prompt: this U-Net is conditioned on classes {names}; expected one of them, "
-                                       f"got {prompt!r}")
-            class_label = names.index(text.strip())
+    def _class_labels(self, class_label, batch: int) -> np.ndarray:
+        """(batch,) int64 labels from ``class_label``, or a cycle through the classes."""
+        n = len(self.class_names)
         if class_label is None:
-            labels = np.arange(batch) % n
-        else:
-            labels = np.broadcast_to(np.asarray(class_label, dtype=np.int64), (batch,)).copy()
+            return (np.arange(batch) % n).astype(np.int64)
+        values = np.asarray(class_label)
+        if values.dtype.kind not in "iu" or values.ndim > 1 or (values.ndim == 1 and len(values) != batch):
+            raise EngineInputError(f"class_label: expected an integer or {batch} integers in 0..{n - 1}, "
+                                   f"got {class_label!r}")
+        labels = np.broadcast_to(values.astype(np.int64), (batch,)).copy()
         if labels.min() < 0 or labels.max() >= n:
             raise EngineInputError(f"class_label: expected values in 0..{n - 1}, got {labels.tolist()}")
-        return labels.astype(np.int64)
+        return labels
 
     @staticmethod
     def _as_list(value: str | Sequence[str], batch: int, what: str) -> list[str]:
@@ -208,3 +234,35 @@ class DiffusionPipeline:
         if len(value) != batch:
             raise EngineInputError(f"{what}: expected one string or {batch} strings, got {len(value)}")
         return value
+
+
+class _Progress:
+    """The caller's callback, remembering the last x0 estimate and whether it asked to stop."""
+
+    def __init__(self, callback):
+        self.callback, self.x0, self.stopped_at = callback, None, None
+
+    def __call__(self, step: int, sigma: float, x0: np.ndarray) -> bool:
+        self.x0 = x0
+        if self.callback is not None and self.callback(step, sigma, x0) is False:
+            self.stopped_at = step + 1
+            return False
+        return True
+
+
+def _check_numbers(steps, eta, guidance_scale) -> None:
+    """EngineInputError naming the first of the call's numeric arguments out of range."""
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise EngineInputError(f"num_inference_steps: expected an integer >= 1, got {steps!r}")
+    if not isinstance(guidance_scale, numbers.Real) or not math.isfinite(guidance_scale):
+        raise EngineInputError(f"guidance_scale: expected a finite number, got {guidance_scale!r}")
+    if eta is not None and (not isinstance(eta, numbers.Real) or not math.isfinite(eta) or eta < 0):
+        raise EngineInputError(f"eta: expected a finite number >= 0 (or None for the sampler's default), got {eta!r}")
+
+
+def _interval(interval) -> tuple[float, float]:
+    try:
+        return check_interval(interval)
+    except (TypeError, ValueError) as exc:
+        raise EngineInputError(str(exc) if isinstance(exc, ValueError) else
+                               f"guidance_interval: expected (sigma_lo, sigma_hi), got {interval!r}") from None
