@@ -7,7 +7,8 @@ For the bundled digit U-Net (32 px, DDIM 20 steps, CFG 3) and the small random S
 U-Net, 64 px, DDIM 4 steps, CFG 7.5): N requests (one image each, distinct seeds) at concurrency
 1, 4 and 16, against 1 and 2 replicas, with batching off (max batch 1) and on (max batch 8).
 Reports throughput (images/s), p50 / p99 latency, answered / sent (must be equal), and each
-figure's ratio to the one-process baseline; writes results/serve_load.json.
+figure's ratio to `edgegen run` in one fresh process, one pipeline call per image (also measured:
+`--batch-size 8`); writes results/serve_load.json.
 
 With ``--address`` the same command runs against a multi-node cluster (see docs/serve.md); the
 artifacts must then exist at the same path on every node.
@@ -18,8 +19,11 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import re
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -49,22 +53,20 @@ def bodies(model: str, n: int) -> list[dict]:
             for i in range(n)]
 
 
-def one_process(path, model: str, n: int) -> dict:
-    """The baseline: `edgegen run`'s loop, one pipeline call per request, in this process."""
-    from edgegen import Pipeline
-    from edgegen.serve.generate import generate
-    from edgegen.serve.requests import ModelCard, parse_request
-
-    card = ModelCard.from_artifact(model, path)
-    cards = {model: card}
-    pipe = Pipeline.load(path)
-    requests = [parse_request(b, cards) for b in bodies(model, n)]
-    generate(pipe, card, requests[:1])  # warm-up, as a replica's first request
-    start = time.perf_counter()
-    for request in requests:
-        generate(pipe, card, [request])
-    seconds = time.perf_counter() - start
-    return {"images_per_s": n / seconds, "seconds_per_image": seconds / n}
+def one_process(path, model: str, n: int, batch_size: int) -> dict:
+    """The baseline: `edgegen run` in a fresh process, N images with --batch-size images per
+    pipeline call; its reported time is the sum of the pipeline calls (no load, no PNG writes)."""
+    options = {"steps": "--steps", "sampler": "--sampler", "guidance_scale": "--guidance-scale", "prompt": "--prompt"}
+    args = [a for k, flag in options.items() if k in MODELS[model] for a in (flag, str(MODELS[model][k]))]
+    if "size" in MODELS[model]:
+        width, height = MODELS[model]["size"].split("x")
+        args += ["--width", width, "--height", height]
+    with tempfile.TemporaryDirectory() as out:
+        proc = subprocess.run([sys.executable, "-m", "edgegen", "run", str(path), "--num-images", str(n), "--batch-size",
+                               str(batch_size), "--out", out, *args], capture_output=True, text=True, timeout=1800,
+                              check=True)
+    seconds = float(re.search(r" in ([0-9.]+) s", proc.stdout)[1])
+    return {"batch_size": batch_size, "images_per_s": n / seconds, "seconds_per_image": seconds / n}
 
 
 def post(url: str, body: dict) -> tuple[int, float]:
@@ -95,6 +97,42 @@ def load(url: str, requests: list[dict], concurrency: int) -> dict:
             "p99_s": float(np.percentile(ok, 99)) if ok else None}
 
 
+def baseline(path, model: str, n: int) -> list[dict]:
+    """`edgegen run` one process, one image per call and 8 per call (measured before and after the
+    served runs: on a shared machine the drift between the two is the noise floor)."""
+    runs = [one_process(path, model, n, b) for b in (1, 8)]
+    print(f"{model}: edgegen run, one process: " + ", ".join(
+        f"batch {b['batch_size']} {b['images_per_s']:.2f} images/s" for b in runs), flush=True)
+    return runs
+
+
+def serve_model(model: str, path, n: int, port: int, reference: list[dict]) -> list[dict]:
+    """Every (replicas, max batch) layout at every concurrency; ratios to ``reference[0]`` (batch 1)."""
+    from ray import serve
+
+    from edgegen.serve.app import ServeOptions, start
+    from edgegen.serve.requests import ModelCard
+
+    card, rows = {model: ModelCard.from_artifact(model, path)}, []
+    for replicas, batch in LAYOUTS:
+        options = ServeOptions(replicas=replicas, max_batch_size=batch, batch_wait_s=0.005,
+                               max_ongoing_requests=batch, max_queued_requests=-1, replica_cpus=0)
+        url = start(card, options, port=port)
+        post(url, bodies(model, 1)[0])  # every replica loads at deploy; this warms one
+        for concurrency in CONCURRENCY:
+            row = load(url, bodies(model, n), concurrency)
+            row.update(model=model, replicas=replicas, max_batch_size=batch,
+                       throughput_ratio=row["images_per_s"] / reference[0]["images_per_s"],
+                       p50_ratio=row["p50_s"] / reference[0]["seconds_per_image"] if row["p50_s"] else None)
+            rows.append(row)
+            print(f"{model:8s} replicas {replicas} batch {batch} conc {concurrency:2d}: "
+                  f"{row['images_per_s']:.2f} images/s ({row['throughput_ratio']:.2f}x edgegen run), "
+                  f"p50 {row['p50_s']:.3f} s p99 {row['p99_s']:.3f} s, answered {row['answered']}/{row['sent']}",
+                  flush=True)
+        serve.delete("edgegen")
+    return rows
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,45 +148,24 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from edgegen.serve.app import ServeOptions, start
-    from edgegen.serve.requests import ModelCard
-
     paths = artifacts()
-    rows, baselines = [], {}
     models = args.models.split(",")
-    for model in models:
-        baselines[model] = one_process(paths[model], model, args.requests)
-        print(f"{model}: one process {baselines[model]['images_per_s']:.2f} images/s", flush=True)
     if args.address:
         ray.init(address=args.address, log_to_driver=False)
     else:
         ray.init(num_cpus=2, object_store_memory=200 * 2**20, include_dashboard=False, log_to_driver=False)
-    port = free_port()
+    rows, baselines, port = [], {}, free_port()
     try:
         for model in models:
-            card = {model: ModelCard.from_artifact(model, paths[model])}
-            for replicas, batch in LAYOUTS:
-                options = ServeOptions(replicas=replicas, max_batch_size=batch, batch_wait_s=0.005,
-                                       max_ongoing_requests=max(batch, 1), max_queued_requests=-1, replica_cpus=0)
-                url = start(card, options, port=port)
-                post(url, bodies(model, 1)[0])  # every replica loads at deploy; this warms one
-                for concurrency in CONCURRENCY:
-                    row = load(url, bodies(model, args.requests), concurrency)
-                    row.update(model=model, replicas=replicas, max_batch_size=batch,
-                               throughput_ratio=row["images_per_s"] / baselines[model]["images_per_s"],
-                               p50_ratio=row["p50_s"] / baselines[model]["seconds_per_image"] if row["p50_s"] else None)
-                    rows.append(row)
-                    print(f"{model:8s} replicas {replicas} batch {batch} conc {concurrency:2d}: "
-                          f"{row['images_per_s']:.2f} images/s ({row['throughput_ratio']:.2f}x one process), "
-                          f"p50 {row['p50_s']:.3f} s p99 {row['p99_s']:.3f} s, answered {row['answered']}/{row['sent']}",
-                          flush=True)
-                serve.delete("edgegen")
+            before = baseline(paths[model], model, args.requests)
+            rows += serve_model(model, paths[model], args.requests, port, before)
+            baselines[model] = {"before": before, "after": baseline(paths[model], model, args.requests)}
     finally:
         serve.shutdown()
         ray.shutdown()
     lost = [r for r in rows if r["answered"] != r["sent"]]
     print(f"answered == sent in {len(rows) - len(lost)} of {len(rows)} measurements")
-    path = save_result("serve_load", {"requests": args.requests, "models": MODELS, "baseline_one_process": baselines,
+    path = save_result("serve_load", {"requests": args.requests, "models": MODELS, "edgegen_run_one_process": baselines,
                                       "results": rows})
     print(f"results: {path}")
     sys.exit(1 if lost else 0)

@@ -8,7 +8,6 @@ shut down when the module ends.
 """
 
 import base64
-import email.message
 import concurrent.futures
 import json
 import os
@@ -21,7 +20,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import run_cli
@@ -86,7 +84,8 @@ def client(service):
     return openai.OpenAI(base_url=service, api_key="unused", max_retries=0, timeout=TIMEOUT_S)
 
 
-def _post(url: str, body) -> tuple[int, "email.message.Message", dict]:
+def _post(url: str, body) -> tuple:
+    """(status, headers, JSON answer) of a POST to /images/generations."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     req = urllib.request.Request(f"{url}/images/generations", data=data, headers={"Content-Type": "application/json"})
     try:
@@ -229,6 +228,7 @@ def test_a_killed_replica_is_replaced_and_every_request_is_answered(service):
         os.kill(pid, signal.SIGKILL)
         answers = [f.result(timeout=TIMEOUT_S) for f in futures]
     assert len(answers) == 4
+    print("answers after the kill:", [(code, answer.get("error")) for code, _, answer in answers])
     for code, _, answer in answers:
         assert code == 200 or (code == 503 and "replica died" in answer["error"]["message"]), answer
     code, _, _ = _post(service, dict(body, steps=2))
@@ -256,6 +256,18 @@ def test_ray_job_writes_an_index_and_resumes_verified_images(cluster, cards, tmp
     files[5].write_bytes(b"torn")
     redone = run_job(card, requests, tmp_path / "out")
     assert (redone.written, redone.skipped) == (2, 10) and files[5].read_bytes() == original
+
+
+def test_run_cli_ray_branch(cluster, cards, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("3\n7\n")
+    out = tmp_path / "out"
+    args = ["run", cards["dcgan"].path, "--prompts", prompts, "--out", out, "--num-images", "2"]
+    refused = run_cli(*args)
+    assert refused.exit_code == 1 and "expected --ray as well" in refused.output
+    result = run_cli(*args, "--ray", "--address", cluster)
+    assert result.exit_code == 0, result.output
+    assert "wrote 4 image(s)" in result.output and len((out / INDEX).read_text().splitlines()) == 4
 
 
 @pytest.mark.slow

@@ -8,9 +8,11 @@ Ray Serve does the serving work: HTTP, routing to replicas, queue limits
 (``@serve.batch``), replica restarts and autoscaling. This module only maps requests and errors:
 
 - 400 (404 for ``model``): a field failed :func:`edgegen.serve.requests.parse_request`, or the
-  pipeline refused the request; the message and ``error.param`` name the field.
+  pipeline refused the request (a ``ValueError`` such as ``EngineInputError``); the message and
+  ``error.param`` name the field.
 - 503 + ``Retry-After``: the model's queue is full (Ray's ``BackPressureError``), or its replica
   died twice in a row.
+- 500: anything else (e.g. ``NonFiniteError`` from an engine), with the exception's type and message.
 - A replica that dies mid-request is retried once on another (or restarted) replica; so every
   request gets exactly one answer.
 """
@@ -134,9 +136,12 @@ class ImagesAPI:
                 if attempt == 2:
                     return responses.error(503, f"model '{request.model}': replica died twice ({type(exc).__name__})",
                                           None, "replica_failed")
-            except EdgegenError as exc:
+            except ValueError as exc:  # EngineInputError & co: the model refuses what was asked
                 field = str(exc).split(":", 1)[0] if ":" in str(exc) else None
                 return responses.error(400, str(exc), field)
+            except Exception as exc:  # noqa: BLE001 - any other failure still gets one clear answer
+                return responses.error(500, f"model '{request.model}': {type(exc).__name__}: {exc}", None,
+                                       "server_error")
         data = [{"b64_json": base64.b64encode(png).decode("ascii")} for png in result.pngs]
         return JSONResponse({"created": int(time.time()), "data": data, "timings": result.timings,
                              "info": result.info})
