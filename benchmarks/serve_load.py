@@ -115,8 +115,10 @@ def serve_model(model: str, path, n: int, port: int, reference: list[dict]) -> l
 
     card, rows = {model: ModelCard.from_artifact(model, path)}, []
     for replicas, batch in LAYOUTS:
+        # max_ongoing_requests 16: every layout lets requests wait in the replica's batch queue, so
+        # the layouts differ only in replicas and max batch size (edgegen serve's defaults: 8 / 8).
         options = ServeOptions(replicas=replicas, max_batch_size=batch, batch_wait_s=0.005,
-                               max_ongoing_requests=batch, max_queued_requests=-1, replica_cpus=0)
+                               max_ongoing_requests=16, max_queued_requests=-1, replica_cpus=0)
         url = start(card, options, port=port)
         post(url, bodies(model, 1)[0])  # every replica loads at deploy; this warms one
         for concurrency in CONCURRENCY:

@@ -10,6 +10,7 @@ import typer
 
 from ..errors import EdgegenError
 from .common import Backend, parse_ints, reported, stdout
+from .run import Precision
 
 
 def _model(value: str) -> tuple[str, Path]:
@@ -32,9 +33,9 @@ def serve(
     batch_wait_ms: Annotated[float, typer.Option(min=0, help="How long a replica waits to fill a batch.")] = 10.0,
     max_ongoing_requests: Annotated[int, typer.Option(min=1, help="Requests one replica holds at once.")] = 8,
     max_queued_requests: Annotated[int, typer.Option(help="Requests waiting per model beyond that; more are answered 503 + Retry-After (-1: unbounded).")] = 64,
-    replica_cpus: Annotated[float, typer.Option(min=0, help="Ray CPUs each replica reserves.")] = 1.0,
+    replica_cpus: Annotated[float, typer.Option(min=0, help="Ray CPUs each replica reserves (replicas that do not fit wait for the cluster to grow).")] = 1.0,
     backend: Annotated[Optional[Backend], typer.Option(help="Engine backend; default OpenVINO when installed.")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="Compute precision as for `edgegen run` (fp32, bf16, fp16, int8).")] = None,
+    precision: Annotated[Optional[Precision], typer.Option(help="Compute precision, as for `edgegen run`.")] = None,
     timeout: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: run until Ctrl-C).")] = None,
 ) -> None:
     """Serve artifacts over HTTP (POST /v1/images/generations, GET /v1/models, GET /health)."""
@@ -49,7 +50,8 @@ def serve(
         options = ServeOptions(replicas=replicas, autoscale=scale, max_batch_size=max_batch_size,
                                batch_wait_s=batch_wait_ms / 1000, max_ongoing_requests=max_ongoing_requests,
                                max_queued_requests=max_queued_requests, replica_cpus=replica_cpus,
-                               backend=backend.value if backend else None, precision=precision)
+                               backend=backend.value if backend else None,
+                               precision=precision.value if precision else None)
         cards = {name: ModelCard.from_artifact(name, path.resolve()) for name, path in models.items()}
         url = start(cards, options, address=address, host=host, port=port)
         stdout(f"serving {', '.join(sorted(cards))} at {url} (POST /images/generations, GET /models); Ctrl-C stops")
