@@ -43,7 +43,7 @@ def artifacts() -> dict:
 
     zoo = CACHE / "zoo"
     if not (zoo / "digits-diffusion" / "edgegen.json").exists():
-        export_zoo(zoo, int8=False, progress=lambda m: print(f"  [export] {m}", flush=True))
+        export_zoo(zoo, int8=False, progress=lambda stage, done=0, total=None: print(f"  [export] {stage}", flush=True))
     return {"digits": zoo / "digits-diffusion", "sd-small": random_sd_artifact("small")}
 
 

@@ -50,7 +50,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
-    return export_zoo(tmp_path_factory.mktemp("zoo"), int8=False, progress=lambda m: None)
+    return export_zoo(tmp_path_factory.mktemp("zoo"), int8=False)
 
 
 @pytest.fixture(scope="module")

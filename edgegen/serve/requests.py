@@ -63,25 +63,21 @@ class ModelCard:
 
     @classmethod
     def from_artifact(cls, name: str, path: str | Path) -> "ModelCard":
-        """Read an artifact's manifest (no engine is loaded). Raises ArtifactError."""
+        """Read an artifact's typed manifest (no engine is loaded). Raises ArtifactError."""
         from ..artifact import Artifact
+        from ..types import Family
 
         artifact = Artifact.load(path)
-        m = artifact.manifest
-        latent, image = m.get("latent", {}), m["image"]
-        resizable = artifact.family in ("stable-diffusion", "vae-decoder")
-        factor = int(latent.get("scale_factor", 1)) if resizable else 1
+        spec = artifact.spec
+        height, width = spec.image.height, spec.image.width
+        resizable = spec.family in (Family.stable_diffusion, Family.vae_decoder)
+        factor = spec.scale_factor if resizable else 1
         if resizable:
-            shape = (int(latent["channels"]), int(image["height"]) // factor, int(image["width"]) // factor)
+            shape = (int(spec.latent.channels), height // factor, width // factor)
         else:
-            shape = tuple(int(v) for v in latent["shape"])
-        conditioning = m.get("conditioning") or {}
-        classes = None
-        if conditioning.get("num_classes"):
-            n = int(conditioning["num_classes"])
-            classes = tuple(conditioning.get("class_names") or [str(i) for i in range(n)])
-        return cls(name, str(artifact.path), artifact.family, int(image["height"]), int(image["width"]),
-                   resizable, factor, shape, classes)
+            shape = tuple(int(v) for v in spec.latent.shape)
+        classes = tuple(spec.conditioning.class_names) if spec.conditioning else None
+        return cls(name, str(artifact.path), spec.family.value, height, width, resizable, factor, shape, classes)
 
     @property
     def diffusion(self) -> bool:
