@@ -91,7 +91,7 @@ def export_zoo(out: Path, *, int8: bool = True, progress: ProgressCallback | Non
         report(f"exporting {name} (FP32 parity gate{', INT8 quality and speed gates' if int8 else ''})", 0, None)
         arts[name] = export_module(f"{module}:{fn}", out / name, kind=kind, weights=ZOO / f"{weights}.safetensors",
                                    options=options, int8=int8_options if int8 else None,
-                                   progress=substage(report, "  "))
+                                   progress=substage(report, f"  {name}: "))
     arts["classifier"] = export_classifier(ZOO / "classifier.safetensors", out / "digit-classifier.onnx")
     return arts
 

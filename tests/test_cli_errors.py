@@ -82,8 +82,8 @@ def test_usage_error_exits_2_in_plain_text():
 
 
 def test_markup_in_a_path_prints_literally_and_long_lines_are_not_wrapped(tmp_path):
-    """A path with rich markup (`[/x]`, `[bold]`) and an emoji code, 200+ characters long, piped."""
-    weird = tmp_path / ("a" * 150) / "[bold]x[/x]:cat:"
+    """A path with rich markup (`[/x]`, `[bold]`), an emoji code and double blanks, 200+ characters, piped."""
+    weird = tmp_path / ("a" * 150) / "[bold]x[/x]:cat:  two  spaces"
     weird.mkdir(parents=True)
     line = one_error_line(edgegen("bench", weird))
     assert str(weird) in line and len(line) > 200

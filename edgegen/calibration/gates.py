@@ -16,8 +16,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..metrics import image_figures  # noqa: F401  (the quality gate's figures; int8 calls gates.image_figures)
-
 
 @dataclass(frozen=True)
 class QualityThresholds:

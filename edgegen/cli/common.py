@@ -26,7 +26,7 @@ from ..errors import EdgegenError
 console = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 state = {"debug": False, "command": None}
 
-EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_ERROR, EXIT_INTERRUPTED = 1, 130  # usage errors exit 2 (click's own status)
 
 # Import name -> the extra that installs it (tests/test_cli_errors.py holds this to pyproject.toml).
 EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "diffusers": "export",
@@ -47,9 +47,14 @@ class Backend(str, Enum):
     tensorrt = "tensorrt"
 
 
+def one_line(text: str) -> str:
+    """``text`` with its line breaks (and the blanks around them) turned into single spaces."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def error(message: str) -> None:
-    """Print ``error: MESSAGE`` on stderr, the prefix in red on a terminal, the message as given."""
-    console.print(Text.assemble(("error: ", "bold red"), " ".join(message.split())), soft_wrap=True)
+    """Print ``error: MESSAGE`` on one line of stderr, the prefix in red on a terminal, the message as given."""
+    console.print(Text.assemble(("error: ", "bold red"), one_line(message)), soft_wrap=True)
 
 
 def _command() -> str:
@@ -76,7 +81,7 @@ def _foreign(exc: BaseException) -> str:
     package, module = _origin(exc)
     who = _ORIGINS.get(package) or _ORIGINS.get(package.split(".")[0], package)
     where = f" (in {module})" if module and module != package else ""
-    text = " ".join(str(exc).split()) or "no message"
+    text = one_line(str(exc)) or "no message"
     text = text if len(text) <= 400 else text[:400] + " ..."
     return f"{who} failed{where}: {type(exc).__name__}: {text} (run with --debug for the traceback)"
 
@@ -84,7 +89,7 @@ def _foreign(exc: BaseException) -> str:
 def _os_error(exc: OSError) -> str:
     names = " -> ".join(f"'{n}'" for n in (exc.filename, exc.filename2) if n is not None)
     if exc.errno == errno.ENOSPC:
-        return f"no space left on device{' writing ' + names if names else ''}; nothing was published"
+        return f"no space left on device{' writing ' + names if names else ''}"
     if exc.strerror:
         return f"{exc.strerror}{': ' + names if names else ''}"
     return str(exc)
