@@ -116,6 +116,7 @@ def _run_pngs(*args) -> list[bytes]:
     ({"model": "digits", "n": 0}, "n"),
     ({"model": "digits", "n": "2"}, "n"),
     ({"model": "digits", "sampler": "heun"}, "sampler"),
+    ({"model": "digits", "sigmas": "linear"}, "sigmas"),
     ({"model": "digits", "steps": 0}, "steps"),
     ({"model": "digits", "guidance_scale": -1}, "guidance_scale"),
     ({"model": "digits", "class_label": 10}, "class_label"),
@@ -131,14 +132,15 @@ def test_request_errors_name_the_field(cards, body, field):
     assert info.value.field == field and str(info.value).startswith(f"{field}: expected")
 
 
-@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
-def test_a_merged_batch_gives_each_request_its_lone_bytes(cards, backend):
+@pytest.mark.parametrize("backend, sampler", [("openvino", {"sampler": "ddim"}),
+                                              ("onnxruntime", {"sampler": "dpmpp-2m", "sigmas": "karras"})])
+def test_a_merged_batch_gives_each_request_its_lone_bytes(cards, backend, sampler):
     """Same seed, same bytes: three requests merged into one engine call of 6 images equal the
     same requests run alone, PNG byte for PNG byte (text chunks included)."""
     card = cards["digits"]
     pipe = Pipeline.load(card.path, backend=backend)
-    requests = [parse_request({"model": "digits", "n": 2, "seed": s, "steps": 5, "sampler": "ddim",
-                               "guidance_scale": 3, "class_label": s}, cards) for s in (1, 2, 3)]
+    requests = [parse_request({"model": "digits", "n": 2, "seed": s, "steps": 5, "guidance_scale": 3,
+                               "class_label": s, **sampler}, cards) for s in (1, 2, 3)]
     merged = generate(pipe, card, requests)
     assert {r.timings["batch_requests"] for r in merged} == {3}
     for request, result in zip(requests, merged):
@@ -211,6 +213,24 @@ def test_a_full_queue_answers_503_with_retry_after(service):
     for code, headers, answer in answers:
         if code == 503:
             assert headers.get("Retry-After") == "1" and "queue full" in answer["error"]["message"], (headers, answer)
+
+
+@pytest.mark.slow
+def test_serve_command_answers_and_stops_by_itself(cards, tmp_path):
+    """`edgegen serve` in a subprocess (its own local Ray cluster): /health, one generation through
+    the openai client, then --timeout stops it (exit 0)."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "edgegen", "serve", f"dcgan={cards['dcgan'].path}", "--port", str(port),
+                             "--replica-cpus", "0.5", "--timeout", "20"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        line = proc.stdout.readline()  # printed once the replicas are up
+        assert f"at http://127.0.0.1:{port}/v1" in line, line
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=60)
+        assert len(client.images.generate(model="dcgan", prompt="", n=3).data) == 3
+        assert proc.wait(timeout=TIMEOUT_S) == 0
+    finally:
+        proc.kill()
 
 
 # --- faults --------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def run(
     if ray or prompts or jobs:
         _ray_job(artifact, out, prompts, jobs, address, backend, precision, ray, dict(
             prompt=prompt, negative_prompt=negative_prompt, steps=steps or DEFAULTS["steps"],
-            sampler=sampler.value if sampler else None,
+            sampler=sampler.value if sampler else None, sigmas=sigmas.value if sigmas else None,
             guidance_scale=DEFAULTS["guidance_scale"] if guidance_scale is None else guidance_scale, seed=seed,
             n=num_images or 1, class_label=class_label, size=f"{width}x{height}" if width and height else None))
         return

@@ -77,10 +77,12 @@ def run_group(pipe, card: ModelCard, group: Sequence[ImageRequest]) -> list[Requ
         generation = pipe(num_images=sum(r.n for r in group), seed=first.seed, latents=_noise(card, group), **size)
     elif first.batch_key() is None:
         generation = pipe(**_conditions(card, group), num_inference_steps=first.steps, sampler=first.sampler,
-                          guidance_scale=first.guidance_scale, seed=first.seed, num_images=first.n, **size)
+                          sigmas=first.sigmas, guidance_scale=first.guidance_scale, seed=first.seed,
+                          num_images=first.n, **size)
     else:
         generation = pipe(**_conditions(card, group), num_inference_steps=first.steps, sampler=first.sampler,
-                          guidance_scale=first.guidance_scale, seed=first.seed, init_noise=_noise(card, group), **size)
+                          sigmas=first.sigmas, guidance_scale=first.guidance_scale, seed=first.seed,
+                          init_noise=_noise(card, group), **size)
     images = generation.uint8()
     timings = {"total_s": generation.timings.get("total_s"), "engine_s": generation.timings.get("engine_s"),
                "batch_images": int(images.shape[0]), "batch_requests": len(group)}

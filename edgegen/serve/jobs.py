@@ -85,7 +85,7 @@ def read_requests(card: ModelCard, *, prompts: Path | None = None, jobs: Path | 
 
 def _not_for(card: ModelCard) -> set[str]:
     """Fields a model has no use for (a command's defaults for them are dropped, not refused)."""
-    unused = set() if card.diffusion else {"steps", "sampler", "guidance_scale"}
+    unused = set() if card.diffusion else {"steps", "sampler", "sigmas", "guidance_scale"}
     if card.family != "stable-diffusion":
         unused.add("negative_prompt")
     if not card.classes:

@@ -16,18 +16,20 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import EdgegenError
+from ..types import Sampler, SigmaSchedule
 
-SAMPLERS = ("ddpm", "ddim", "euler", "euler-a")
+SAMPLERS = tuple(s.value for s in Sampler)
+SIGMAS = tuple(s.value for s in SigmaSchedule)
 # Samplers that draw fresh noise at every step: one noise stream per engine batch, so requests
 # using them are never merged (a merged batch would change their bytes).
-ANCESTRAL = frozenset({"ddpm", "euler-a"})
+ANCESTRAL = frozenset({Sampler.ddpm.value, Sampler.euler_a.value})
 MAX_IMAGES = 16
 MAX_STEPS = 1000
 MAX_SIDE = 2048
 # OpenAI fields the service accepts and ignores (they have no meaning for these models).
 IGNORED = frozenset({"quality", "style", "user", "background", "moderation"})
 FIELDS = frozenset({"model", "prompt", "n", "size", "response_format", "negative_prompt", "seed", "steps",
-                    "sampler", "guidance_scale", "class_label"}) | IGNORED
+                    "sampler", "sigmas", "guidance_scale", "class_label"}) | IGNORED
 
 
 class RequestError(EdgegenError, ValueError):
@@ -113,6 +115,7 @@ class ImageRequest:
     seed: int = 0
     steps: int = 50
     sampler: str | None = None
+    sigmas: str | None = None
     guidance_scale: float = 7.5
     class_labels: tuple[int, ...] | None = None
     batchable: bool = True
@@ -122,7 +125,7 @@ class ImageRequest:
         False for an ancestral sampler, or the artifact's default sampler, which may be one)."""
         if not self.batchable:
             return None
-        return (self.height, self.width, self.steps, self.sampler, self.guidance_scale)
+        return (self.height, self.width, self.steps, self.sampler, self.sigmas, self.guidance_scale)
 
 
 def parse_request(body: Any, cards: Mapping[str, ModelCard], *, max_images: int = MAX_IMAGES) -> ImageRequest:
@@ -149,14 +152,12 @@ def parse_request(body: Any, cards: Mapping[str, ModelCard], *, max_images: int 
     negative = _str(body, "negative_prompt")
     fields = dict(model=model, n=n, height=height, width=width, seed=_int(body, "seed", 0, 0, 2**63 - 1))
     if card.diffusion:
-        sampler = body.get("sampler")
-        if sampler is not None and sampler not in SAMPLERS:
-            raise RequestError("sampler", f"one of {list(SAMPLERS)}", sampler)
-        fields.update(steps=_int(body, "steps", 50, 1, MAX_STEPS), sampler=sampler,
+        sampler, sigmas = _choice(body, "sampler", SAMPLERS), _choice(body, "sigmas", SIGMAS)
+        fields.update(steps=_int(body, "steps", 50, 1, MAX_STEPS), sampler=sampler, sigmas=sigmas,
                       batchable=sampler is not None and sampler not in ANCESTRAL,
                       guidance_scale=_float(body, "guidance_scale", 7.5))
     else:
-        _absent(body, card, "steps", "sampler", "guidance_scale")
+        _absent(body, card, "steps", "sampler", "sigmas", "guidance_scale")
     if card.family == "stable-diffusion":
         return ImageRequest(prompt=prompt or "", negative_prompt=negative, **fields)
     _absent(body, card, "negative_prompt")
@@ -212,6 +213,13 @@ def _float(body: Mapping[str, Any], field: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise RequestError(field, "a finite number >= 0", value)
     return float(value)
+
+
+def _choice(body: Mapping[str, Any], field: str, allowed: tuple[str, ...]) -> str | None:
+    value = body.get(field)
+    if value is not None and value not in allowed:
+        raise RequestError(field, f"one of {list(allowed)}", value)
+    return value
 
 
 def _str(body: Mapping[str, Any], field: str) -> str | None:
