@@ -106,6 +106,25 @@ def _run_pngs(*args) -> list[bytes]:
     return [p.read_bytes() for p in sorted(out.glob("*.png"))]
 
 
+def test_edgegen_imports_no_ray_and_names_the_extra_without_it(tmp_path):
+    """The base install stays free of Ray: importing edgegen, edgegen.serve and the CLI loads no Ray,
+    and `edgegen serve` / `run --ray` without Ray say which extra to install."""
+    code = f"""
+import sys
+sys.modules["ray"] = None  # any `import ray` now raises ImportError, as on a base install
+import edgegen, edgegen.serve, edgegen.cli
+from edgegen.cli import app
+from typer.testing import CliRunner
+for args in (["serve", {str(tmp_path)!r}], ["run", {str(tmp_path)!r}, "--prompts", {str(tmp_path / "p.txt")!r},
+             "--ray", "--out", {str(tmp_path / "out")!r}]):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "pip install 'edgegen[serve]'" in result.output, result.output
+"""
+    (tmp_path / "p.txt").write_text("a\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 # --- requests, without Ray ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("body, field", [

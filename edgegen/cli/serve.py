@@ -40,6 +40,9 @@ def serve(
 ) -> None:
     """Serve artifacts over HTTP (POST /v1/images/generations, GET /v1/models, GET /health)."""
     with reported():
+        from ..serve.cluster import require_ray
+
+        require_ray()  # the serve extra: one line naming it, rather than an import traceback
         from ..serve.app import ServeOptions, start
         from ..serve.requests import ModelCard
 

@@ -207,6 +207,9 @@ def job_from_cli(artifact: Path, out: Path, *, prompts: Path | None, jobs: Path 
     if (prompts is None) == (jobs is None):
         raise EdgegenError("--prompts / --jobs: expected exactly one of them with --ray, "
                            f"got {'both' if prompts else 'neither'}")
+    from .cluster import require_ray
+
+    require_ray()
     card = ModelCard.from_artifact(Path(artifact).name, Path(artifact).resolve())
     requests = read_requests(card, prompts=prompts, jobs=jobs, defaults=defaults)
     return run_job(card, requests, out, backend=backend, precision=precision, address=address, progress=progress)
