@@ -122,7 +122,7 @@ def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, di
     written, total, engine, done = [], 0.0, 0.0, [0]
     # NaN / Inf are reported once, as a NonFiniteError naming where; numpy's warnings would be noise.
     with progress_bar() as report, np.errstate(all="ignore"):
-        for index, (start, count) in enumerate(batches):
+        for start, count in batches:
             first = done[0]
 
             def advance(step, sigma, x0):
@@ -138,7 +138,7 @@ def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, di
             detail = nonfinite_detail(result.images)
             if detail:
                 raise NonFiniteError("the generated images", "", "", f"{detail}; nothing was written for this batch")
-            written += result.save(out, prefix=f"image-{index:03d}")
+            written += result.save(out, start=len(written))  # image-0000.png ... across batches, as the API names them
             total += result.timings["total_s"]
             engine += result.timings["engine_s"]
     return written, total, engine
