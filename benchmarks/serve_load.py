@@ -147,15 +147,14 @@ def main() -> None:
     parser.add_argument("--address", default=None, help="Ray cluster to join; default: a local one (2 CPUs)")
     parser.add_argument("--models", default="digits,sd-small")
     args = parser.parse_args()
+    from edgegen.serve.cluster import connect
+
+    connect(args.address, num_cpus=2, object_store_memory=200 * 2**20)  # before ray is imported: loopback
     import ray
     from ray import serve
 
     paths = artifacts()
     models = args.models.split(",")
-    if args.address:
-        ray.init(address=args.address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=2, object_store_memory=200 * 2**20, include_dashboard=False, log_to_driver=False)
     rows, baselines, port = [], {}, free_port()
     try:
         for model in models:

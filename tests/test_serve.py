@@ -25,6 +25,7 @@ import pytest
 from conftest import run_cli
 
 pytest.importorskip("torch")  # to export the artifacts
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # the local cluster on 127.0.0.1 only (cluster.require_ray)
 ray = pytest.importorskip("ray")
 openai = pytest.importorskip("openai")
 serve = pytest.importorskip("ray.serve")
@@ -32,6 +33,7 @@ serve = pytest.importorskip("ray.serve")
 from edgegen import Pipeline  # noqa: E402
 from edgegen.demo import ZOO, export_zoo  # noqa: E402
 from edgegen.serve.app import ServeOptions, start  # noqa: E402
+from edgegen.serve.cluster import connect  # noqa: E402
 from edgegen.serve.generate import generate  # noqa: E402
 from edgegen.serve.jobs import INDEX, read_requests, run_job  # noqa: E402
 from edgegen.serve.requests import ModelCard, RequestError, parse_request  # noqa: E402
@@ -62,8 +64,7 @@ def cards(zoo, tiny_sd_artifact):
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, object_store_memory=200 * 2**20, include_dashboard=False, logging_level="WARNING",
-             log_to_driver=False)
+    connect(num_cpus=2, object_store_memory=200 * 2**20)
     yield ray.get_runtime_context().gcs_address
     serve.shutdown()
     ray.shutdown()

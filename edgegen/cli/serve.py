@@ -42,7 +42,7 @@ def serve(
     with reported():
         from ..serve.cluster import require_ray
 
-        require_ray()  # the serve extra: one line naming it, rather than an import traceback
+        require_ray(address)  # the serve extra: one line naming it, rather than an import traceback
         from ..serve.app import ServeOptions, start
         from ..serve.requests import ModelCard
 

@@ -5,8 +5,18 @@ from __future__ import annotations
 from ..errors import BackendUnavailableError
 
 
-def require_ray():
-    """The ``ray`` module, or BackendUnavailableError naming the ``serve`` extra."""
+def require_ray(address: str | None = None):
+    """The ``ray`` module, or BackendUnavailableError naming the ``serve`` extra.
+
+    ``address`` None means a local cluster will be started: Ray is then told, before it is first
+    imported, to keep every server on the loopback address (127.0.0.1) instead of this machine's
+    network address (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: Ray's switch for single-machine
+    use, read at import). Joining a cluster (``address`` given) leaves Ray's default.
+    """
+    import os
+
+    if not address:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:
@@ -18,10 +28,11 @@ def connect(address: str | None = None, *, num_cpus: int | None = None,
             object_store_memory: int | None = None) -> None:
     """``ray.init`` once per process: join the cluster at ``address`` (``host:port`` of a ``ray start
     --head``, or ``auto``), else start a local one on this machine (``num_cpus``, object store size in
-    bytes). Ray's own dashboard and usage reporting stay off."""
+    bytes). A local cluster binds to the loopback address only (``127.0.0.1``), never to the
+    machine's network interfaces. Ray's own dashboard and usage reporting stay off."""
     import os
 
-    ray = require_ray()
+    ray = require_ray(address)
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

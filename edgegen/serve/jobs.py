@@ -162,7 +162,7 @@ def run_job(card: ModelCard, requests: list[ImageRequest], out: str | Path, *, b
     skipped = finished = sum(requests[i].n for i in done)
     report("images", finished, total)
     connect(address)
-    ray = require_ray()
+    ray = require_ray(address)
     task = ray.remote(_run_chunk)
     chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
     limit = max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
@@ -209,7 +209,7 @@ def job_from_cli(artifact: Path, out: Path, *, prompts: Path | None, jobs: Path 
                            f"got {'both' if prompts else 'neither'}")
     from .cluster import require_ray
 
-    require_ray()
+    require_ray(address)
     card = ModelCard.from_artifact(Path(artifact).name, Path(artifact).resolve())
     requests = read_requests(card, prompts=prompts, jobs=jobs, defaults=defaults)
     return run_job(card, requests, out, backend=backend, precision=precision, address=address, progress=progress)
