@@ -18,8 +18,10 @@ from common import CACHE, save_result
 
 
 def _phase(code: str) -> dict:
-    """Run python code in a child; it prints one JSON line last, with its own peak RSS added."""
-    code += "\nimport resource as _r; print(json.dumps({**_result, 'peak_rss_gb': _r.getrusage(_r.RUSAGE_SELF).ru_maxrss / 2**20}))"
+    """Run python code in a child; it prints one JSON line last, with its own peak RSS added
+    (VmHWM: the child's ru_maxrss would start at this parent's peak, see edgegen.bench.worker)."""
+    code += ("\nfrom edgegen.bench.worker import peak_rss_mib as _peak"
+             "\nprint(json.dumps({**_result, 'peak_rss_gb': _peak() / 1024}))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])

@@ -58,7 +58,7 @@ class OnnxRuntimeEngine:
                 "install onnxruntime-gpu for CUDA / TensorRT")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # failures reach the user as one edgegen error line, not ORT's log too
         if threads:
             options.intra_op_num_threads = threads
         self.path = Path(path)
