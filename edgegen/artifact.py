@@ -31,8 +31,8 @@ from . import __version__
 from .atomic import umask_mode, write_json_atomic
 from .checksums import cached_sha256, file_keys, remember, sha256_file  # noqa: F401  (sha256_file re-exported)
 from .errors import ArtifactError, ManifestError
-from .manifest import SCHEMA_VERSION, Manifest, parse_manifest
-from .types import Family
+from .manifest import SCHEMA_VERSION, Component, Manifest, Variant, parse_manifest
+from .types import Backend, Family, Precision
 
 MANIFEST = "edgegen.json"
 ENGINES_DIR = "engines"  # TensorRT engine cache, written beside the files after publishing: not recorded
@@ -276,15 +276,15 @@ def _read_manifest(path: Path) -> Any:
 
 @dataclass
 class Artifact:
-    """A loaded artifact: its directory, its manifest as typed data (``spec``) and as raw JSON.
+    """An artifact: its directory and its manifest as typed data (:attr:`spec`).
 
-    Use :meth:`load`. ``spec`` (a frozen :class:`~edgegen.manifest.Manifest`) is the typed view
-    every reader should use; ``manifest`` (the raw dict) stays for code not yet moved to it.
+    :meth:`load` reads a published one (validated and checked once); :meth:`staged` wraps one being
+    written, whose manifest dict (:attr:`draft`) its writer fills. Readers use :attr:`spec` only.
     """
 
     path: Path
-    manifest: dict[str, Any]
     _spec: Manifest | None = field(default=None, repr=False)
+    draft: dict[str, Any] | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: str | Path) -> "Artifact":
@@ -303,7 +303,7 @@ class Artifact:
             check_files(path, spec, where=where)
         except OSError as exc:
             raise ArtifactError(f"artifact '{path}': a file could not be read ({exc})") from None
-        return cls(path, raw, spec)
+        return cls(path, _spec=spec)
 
     @classmethod
     def staged(cls, path: str | Path, manifest: dict[str, Any]) -> "Artifact":
@@ -312,52 +312,44 @@ class Artifact:
         Its ``spec`` is parsed from the dict at every use, so variants a writer adds are seen; files
         are not checked (``atomic_artifact`` does that before publishing).
         """
-        return cls(Path(path), manifest)
+        return cls(Path(path), draft=manifest)
 
     @property
     def spec(self) -> Manifest:
         """The typed manifest: parsed once by :meth:`load`; for a :meth:`staged` artifact, from its dict now."""
         if self._spec is not None:
             return self._spec
-        return parse_manifest(self.manifest, where=f"artifact '{self.path}': {MANIFEST} (staged)")
+        return parse_manifest(self.draft, where=f"artifact '{self.path}': {MANIFEST} (staged)")
 
     @property
     def family(self) -> str:
-        return self.manifest["family"]
+        """``spec.family`` as its string (``"stable-diffusion"``, ``"unet"``, ...)."""
+        return self.spec.family.value
 
-    def component(self, name: str) -> dict[str, Any]:
-        comps = self.manifest.get("components", {})
-        if name not in comps:
-            raise ArtifactError(f"artifact '{self.path}': expected a component '{name}', has {sorted(comps)}")
-        return comps[name]
+    def component(self, name: str) -> Component:
+        """The component ``name``. Raises ArtifactError naming the artifact and the components it has."""
+        try:
+            return self.spec.component(name)
+        except ArtifactError as exc:
+            raise ArtifactError(f"artifact '{self.path}': {exc}") from None
 
-    def component_path(self, name: str, precision: str | None = None, backend: str | None = None) -> Path:
+    def variant(self, name: str, precision: Precision | str | None = None,
+                backend: Backend | str | None = None) -> Component | Variant:
+        """The stored file entry of a component for a precision and backend (see :meth:`Component.variant`)."""
+        try:
+            return self.component(name).variant(precision, backend)
+        except ArtifactError as exc:
+            raise ArtifactError(f"artifact '{self.path}': {exc}") from None
+
+    def component_path(self, name: str, precision: Precision | str | None = None,
+                       backend: Backend | str | None = None) -> Path:
         """Path of a component's model file for a precision and backend.
 
         ``precision`` None or equal to the stored one gives the main file; otherwise the
         variant ``variants[precision][backend]``. OpenVINO also runs ONNX Runtime's QDQ variant.
         Raises ArtifactError when there is no such variant.
         """
-        return self.path / self.variant(name, precision, backend)["file"]
+        return self.path / self.variant(name, precision, backend).file
 
-    def variant(self, name: str, precision: str | None = None, backend: str | None = None) -> dict[str, Any]:
-        """The manifest entry of a component variant (see :meth:`component_path`)."""
-        comp = self.component(name)
-        if not precision or precision == comp.get("precision", "fp32"):
-            return comp
-        by_backend = comp.get("variants", {}).get(precision, {})
-        for candidate in ([backend] if backend else []) + (["onnxruntime"] if backend == "openvino" else []):
-            if candidate in by_backend:
-                return by_backend[candidate]
-        if backend is None and by_backend:
-            return next(iter(by_backend.values()))
-        have = [f"{p}/{b}" for p, v in comp.get("variants", {}).items() for b in v]
-        raise ArtifactError(f"artifact '{self.path}': component '{name}' has no '{precision}' variant for backend "
-                            f"'{backend}' (has {[comp.get('precision', 'fp32'), *have]})")
-
-    def has_variant(self, name: str, precision: str, backend: str | None) -> bool:
-        try:
-            self.variant(name, precision, backend)
-            return True
-        except ArtifactError:
-            return False
+    def has_variant(self, name: str, precision: Precision | str, backend: Backend | str | None) -> bool:
+        return self.component(name).has_variant(precision, backend)

@@ -94,8 +94,8 @@ class Component:
         if backend is None and by_backend:
             return next(iter(by_backend.values()))
         have = [self.precision.value] + [f"{p.value}/{b.value}" for p, v in self.variants.items() for b in v]
-        raise ArtifactError(f"component '{self.name}': expected a '{_value(precision)}' variant for backend "
-                            f"'{_value(backend)}', has {have}")
+        raise ArtifactError(f"component '{self.name}' has no '{_value(precision)}' variant for backend "
+                            f"'{_value(backend)}' (has {have})")
 
     def has_variant(self, precision: Precision | str, backend: Backend | str | None = None) -> bool:
         """Whether :meth:`variant` finds a file for ``precision`` on ``backend``."""

@@ -8,7 +8,9 @@ it: :meth:`Artifact.load` must either succeed or raise an ``edgegen.errors`` typ
 ``KeyError`` / ``TypeError`` / ``AttributeError`` / ``IndexError``.
 
 Default run: ``DEFAULT_EXAMPLES`` per family, derandomized (the same examples every run);
-``-m slow``: ``SLOW_EXAMPLES`` per family, random.
+``-m slow``: ``SLOW_EXAMPLES`` per family, random, and every manifest that loads is also run as a
+pipeline (one image, one step): the pipelines read the typed manifest only, so they too may raise
+nothing but edgegen errors.
 """
 
 from __future__ import annotations
@@ -91,10 +93,19 @@ def artifacts(tiny_sd_artifact, tmp_path_factory):
     return arts
 
 
-def _fuzz(art, examples: int, derandomize: bool) -> dict:
+def _generate(art) -> None:
+    """Load the artifact as a pipeline (ONNX Runtime) and make one image with one step."""
+    from edgegen import Pipeline
+    from edgegen.pipelines.diffusion import DiffusionPipeline
+
+    pipe = Pipeline.load(art, backend="onnxruntime")
+    pipe(num_inference_steps=1) if isinstance(pipe, DiffusionPipeline) else pipe()
+
+
+def _fuzz(art, examples: int, derandomize: bool, generate: bool = False) -> dict:
     manifest = art / "edgegen.json"
     original = manifest.read_text()
-    outcomes = {"loaded": 0, "refused": 0}
+    outcomes = {"loaded": 0, "refused": 0, "generated": 0}
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize,
               suppress_health_check=list(HealthCheck))
@@ -104,6 +115,9 @@ def _fuzz(art, examples: int, derandomize: bool) -> dict:
         try:
             Artifact.load(art)
             outcomes["loaded"] += 1
+            if generate:  # what loads must also run, or fail with an edgegen error (the readers)
+                _generate(art)
+                outcomes["generated"] += 1
         except EdgegenError:
             outcomes["refused"] += 1
 
@@ -124,5 +138,5 @@ def test_manifest_reader_only_raises_edgegen_errors(artifacts, family):
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_manifest_reader_only_raises_edgegen_errors_long(artifacts, family):
-    outcomes = _fuzz(artifacts[family], SLOW_EXAMPLES, derandomize=False)
+    outcomes = _fuzz(artifacts[family], SLOW_EXAMPLES, derandomize=False, generate=True)
     print(family, outcomes)

@@ -7,11 +7,12 @@ import pytest
 
 from edgegen.errors import ArtifactError, BackendUnavailableError, EdgegenError, EngineLoadError
 from edgegen.compile.profiles import cache_key, engine_specs, explain_mismatch, profile_request, profile_shapes, shape_range
+from edgegen.runtimes.base import TensorSpec
 from edgegen.runtimes.tensorrt import DeviceInfo
 
-UNET_INPUTS = [{"name": "sample", "shape": ["batch", 4, "latent_height", "latent_width"], "dtype": "float32"},
-               {"name": "timestep", "shape": ["batch"], "dtype": "float32"},
-               {"name": "encoder_hidden_states", "shape": ["batch", "sequence", 768], "dtype": "float32"}]
+UNET_INPUTS = [TensorSpec("sample", ("batch", 4, "latent_height", "latent_width"), "float32"),
+               TensorSpec("timestep", ("batch",), "float32"),
+               TensorSpec("encoder_hidden_states", ("batch", "sequence", 768), "float32")]
 
 
 def test_unet_profile_doubles_batch_for_cfg():
@@ -34,7 +35,7 @@ def test_profile_errors_are_clear():
     with pytest.raises(EdgegenError, match="expected min <= opt <= max"):
         shape_range(family="stable-diffusion", component="unet", height=512, width=512, max_height=256)
     with pytest.raises(EdgegenError, match="no size for dynamic dim 'frames'"):
-        profile_shapes([{"name": "x", "shape": ["frames"], "dtype": "float32"}],
+        profile_shapes([TensorSpec("x", ("frames",), "float32")],
                        shape_range(family="unet", component="unet", height=64, width=64))
 
 
@@ -45,7 +46,7 @@ def test_min_opt_max_request_becomes_the_profile():
     shapes = profile_shapes(UNET_INPUTS, shape_range(family="stable-diffusion", component="unet", **request))
     assert shapes["sample"] == ((2, 4, 32, 32), (2, 4, 64, 64), (4, 4, 96, 96))
     # a class-conditional pixel-space U-Net with CFG doubles its batch too; an unconditional one does not
-    pixel = [{"name": "sample", "shape": ["batch", 1, 28, 28], "dtype": "float32"}]
+    pixel = [TensorSpec("sample", ("batch", 1, 28, 28), "float32")]
     request = profile_request(default_height=28, default_width=28, max=(28, 28, 8))
     assert profile_shapes(pixel, shape_range(family="unet", component="unet", scale_factor=1, cfg=True, **request)
                           )["sample"] == ((2, 1, 28, 28), (2, 1, 28, 28), (16, 1, 28, 28))
@@ -113,7 +114,7 @@ def test_tensorrt_engine_matches_onnxruntime(tiny_sd_artifact, tmp_path):
     from edgegen.runtimes.tensorrt import TensorRTEngine
 
     art = Artifact.load(tiny_sd_artifact)
-    shapes = profile_shapes(art.component("unet")["inputs"],
+    shapes = profile_shapes(art.component("unet").inputs,
                             shape_range(family="stable-diffusion", component="unet", height=32, width=32))
     cache = EngineCache(tmp_path / "engines")
     plan = cache.get(art.component_path("unet"), precision="fp32", profiles=shapes)

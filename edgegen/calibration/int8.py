@@ -120,21 +120,21 @@ class _Component:
 
 def calibration_feeds(art: Artifact, opts: Int8Options, progress: ProgressCallback | None = None) -> dict[str, list]:
     """Calibration feeds per component for ``opts`` (already resolved for the family)."""
-    family, m = art.family, art.manifest
+    family, spec = art.family, art.spec
     if family in ("generator", "vae-decoder"):
         name = "generator" if family == "generator" else "vae_decoder"
-        input_name = art.component(name)["inputs"][0]["name"]
+        input_name = spec.component(name).inputs[0].name
         if opts.calibration_data:
             return {name: load_feeds_dir(opts.calibration_data, input_name)}
         if family == "generator":
-            shape = m["latent"]["shape"]
+            shape = spec.latent.shape
         else:
-            f = m["latent"]["scale_factor"]
-            shape = [m["latent"]["channels"], m["image"]["height"] // f, m["image"]["width"] // f]
+            f = spec.scale_factor
+            shape = (spec.latent.channels, spec.image.height // f, spec.image.width // f)
         return {name: gaussian_feeds(input_name, shape, samples=opts.samples, batch=8 if family == "generator" else 1,
                                      seed=opts.seed)}
     if opts.calibration_data:
-        return {c: load_feeds_dir(Path(opts.calibration_data) / c) for c in m["components"]
+        return {c: load_feeds_dir(Path(opts.calibration_data) / c) for c in spec.components
                 if (Path(opts.calibration_data) / c).is_dir()}
     return record_diffusion(art, samples=opts.samples, sampler=opts.sampler, steps=opts.steps, seed=opts.seed,
                             guidance_scale=opts.guidance_scale, prompts=read_prompts(opts.prompts),
@@ -164,7 +164,7 @@ def _quantize(art: Artifact, comp: _Component, opts: Int8Options) -> None:
                       weighted_only=art.family == "unet")
     else:
         quantize_onnxruntime(comp.fp32, out, comp.feeds, exclude=comp.excluded)
-    variants = art.component(comp.name).setdefault("variants", {}).setdefault("int8", {})
+    variants = art.draft["components"][comp.name].setdefault("variants", {}).setdefault("int8", {})
     variants[opts.backend.value] = {
         "file": out.name, "precision": "int8", "backend": opts.backend.value,
         "quantizer": "nncf" if opts.backend is Backend.openvino else "onnxruntime.quantization (QDQ)",
@@ -197,7 +197,7 @@ def _decoder_reference(art: Artifact, opts: Int8Options, calibration: dict, gate
 
     fp32 = DecoderPipeline(art, backend=opts.backend.value, precision="fp32")
     if art.family == "generator":
-        inputs = [f[fp32.input_name] for f in gaussian_feeds(fp32.input_name, art.manifest["latent"]["shape"],
+        inputs = [f[fp32.input_name] for f in gaussian_feeds(fp32.input_name, art.spec.latent.shape,
                                                                 samples=opts.gate_samples, seed=gate_seed)]
     else:
         # Decoders are gated on their calibration inputs (user data is usually scarce), or
@@ -358,7 +358,7 @@ def _speed_gate(art: Artifact, comps: list[_Component], opts: Int8Options, repor
         report(f"int8: {comp.name}: FP32 {1000 * fp32['median_s']:.1f} ms, INT8 {1000 * int8['median_s']:.1f} ms, "
                f"speed-up {speedup:.2f}x" + ("" if keep else " — INT8 is not faster: keeping FP32 (use --force-int8)"),
                0, None)
-        variants = art.component(comp.name)["variants"]["int8"]
+        variants = art.draft["components"][comp.name]["variants"]["int8"]
         diffusion = art.family in ("unet", "stable-diffusion")
         variants[opts.backend.value].update(
             calibration={"seed": opts.seed, "items": len(comp.feeds), "samples": opts.samples,
@@ -403,7 +403,7 @@ def _stage_copy(source: Artifact, staging: Path, manifest: dict, backend: Backen
     edgegen never writes a file in place) and its manifest, less the INT8 variants of ``backend``
     that quantizing is about to replace."""
     stale = {MANIFEST}
-    carried = {k: v for k, v in source.manifest.items() if k not in manifest}
+    carried = {k: v for k, v in source.spec.to_dict().items() if k not in manifest}
     for comp in carried.get("components", {}).values():
         old = comp.get("variants", {}).get("int8", {}).pop(backend.value, None)
         if old is not None:

@@ -117,7 +117,7 @@ def sample_diffusion(pipe, *, index: int, seed: int, steps: int, sampler: str, g
         return pipe(prompts[index % len(prompts)], num_inference_steps=steps, sampler=sampler, seed=seed,
                     guidance_scale=guidance_scale, height=height, width=width, callback=callback).images
     return pipe(num_inference_steps=steps, sampler=sampler, seed=seed, guidance_scale=guidance_scale,
-                num_images=int(pipe.conditioning["num_classes"]) if pipe.conditioning else 1,
+                num_images=pipe.conditioning.num_classes if pipe.conditioning is not None else 1,
                 callback=callback).images
 
 

@@ -223,7 +223,7 @@ def _check_values(art, *, out: Path, prompt, negative_prompt, class_label, steps
     if guidance_scale is not None and not math.isfinite(guidance_scale):
         raise InputError(f"--guidance-scale: expected a finite number, got {guidance_scale}")
     if steps is not None:
-        total = int((art.spec.scheduler or {}).get("num_train_timesteps", 1000))
+        total = art.spec.schedule.num_train_timesteps if art.spec.scheduler is not None else 1000
         if not 1 <= steps <= total:
             raise InputError(f"--steps: expected 1..{total} (the scheduler's training timesteps), got {steps}")
     names = art.spec.conditioning.class_names if art.spec.conditioning else ()

@@ -92,8 +92,8 @@ def profile_request(*, default_height: int, default_width: int, min: Sequence[in
             "min_batch": lo[2], "max_height": hi[0], "max_width": hi[1], "max_batch": hi[2]}
 
 
-def profile_shapes(inputs: Sequence[Mapping], sizes: ShapeRange) -> dict[str, tuple[Shape, Shape, Shape]]:
-    """(min, opt, max) shapes per input, from manifest inputs (``{"name", "shape", "dtype"}``).
+def profile_shapes(inputs: Sequence[TensorSpec], sizes: ShapeRange) -> dict[str, tuple[Shape, Shape, Shape]]:
+    """(min, opt, max) shapes per input, from a component's graph inputs (``Component.inputs``).
 
     Raises EdgegenError for a named dim the range does not cover.
     """
@@ -102,16 +102,16 @@ def profile_shapes(inputs: Sequence[Mapping], sizes: ShapeRange) -> dict[str, tu
         shapes = []
         for point in (sizes.min, sizes.opt, sizes.max):
             dims = []
-            for d in spec["shape"]:
+            for d in spec.shape:
                 if isinstance(d, int):
                     dims.append(d)
                 elif d in point:
                     dims.append(int(point[d]))
                 else:
-                    raise EdgegenError(f"input '{spec['name']}': no size for dynamic dim '{d}' "
+                    raise EdgegenError(f"input '{spec.name}': no size for dynamic dim '{d}' "
                                        f"(known: {sorted(point)})")
             shapes.append(tuple(dims))
-        out[spec["name"]] = tuple(shapes)
+        out[spec.name] = tuple(shapes)
     return out
 
 
@@ -168,19 +168,18 @@ def engine_specs(artifact: "Artifact", precision: Precision, *, min: Sequence[in
     Raises EdgegenError for a malformed point or range; ArtifactError when INT8 is asked for a
     component without an ONNX Runtime QDQ variant.
     """
-    m = artifact.manifest
-    request = profile_request(default_height=m["image"]["height"], default_width=m["image"]["width"],
+    spec = artifact.spec
+    request = profile_request(default_height=spec.image.height, default_width=spec.image.width,
                               min=min, opt=opt, max=max)
-    cfg = artifact.family == "stable-diffusion" or bool(m.get("conditioning"))
-    scale = m.get("latent", {}).get("scale_factor", 8 if artifact.family in ("stable-diffusion", "vae-decoder") else 1)
     specs = []
-    for name, entry in m["components"].items():
-        sizes = shape_range(family=artifact.family, component=name, cfg=cfg, scale_factor=scale, **request)
-        inputs = tuple(TensorSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in entry["inputs"])
+    for name, entry in spec.components.items():
+        sizes = shape_range(family=artifact.family, component=name, cfg=spec.guided, scale_factor=spec.scale_factor,
+                            **request)
+        inputs = entry.inputs
         onnx = (artifact.component_path(name, "int8", "onnxruntime") if precision is Precision.int8
                 else artifact.component_path(name))
         specs.append(EngineSpec(
             component=name, onnx=onnx, precision=precision, inputs=inputs,
             dynamic_axes={t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)} for t in inputs},
-            profile=profile_shapes(entry["inputs"], sizes), request=request))
+            profile=profile_shapes(inputs, sizes), request=request))
     return specs

@@ -67,7 +67,7 @@ def _load_engines(artifact: Artifact, names: list[str], *, backend: str | None, 
         return _tensorrt_components(artifact, names, precision)
     engines = {}
     for name in names:
-        stored = artifact.component(name).get("precision", "fp32")
+        stored = artifact.component(name).precision.value
         if precision in (None, "bf16", stored):
             path, compute = artifact.component_path(name), precision or stored
         elif precision == "int8" and not artifact.has_variant(name, "int8", backend):

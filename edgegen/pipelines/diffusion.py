@@ -22,7 +22,6 @@ from ..guidance import CFGDenoiser, batch_mode, check_interval, needs_unconditio
 from ..images import to_unit_range
 from ..runtimes.base import check_finite
 from ..samplers import SamplingPlan, gaussian_noise
-from ..schedules import NoiseSchedule
 from ..tokenizer import ClipTokenizer
 from .base import EngineHook, Generation, load_components, reset, timings
 
@@ -43,7 +42,7 @@ class DiffusionPipeline:
 
     def __init__(self, artifact: Artifact, *, backend: str | None = None, precision: str | None = None,
                  device: str | None = None, engine_hook: EngineHook | None = None):
-        m = artifact.manifest
+        spec = artifact.spec
         self.artifact = artifact
         self.text_to_image = artifact.family == "stable-diffusion"
         names = ["text_encoder", "unet", "vae_decoder"] if self.text_to_image else ["unet"]
@@ -52,27 +51,22 @@ class DiffusionPipeline:
         self.unet = self.engines["unet"]
         self.backend = self.unet.engine.backend
         self.precision = self.unet.engine.precision
-        self.schedule = NoiseSchedule.from_config(m["scheduler"])
-        self.default_sampler = _DEFAULT_SAMPLER.get(m["scheduler"].get("_class_name"), "ddim")
-        self.image = m["image"]
-        self.latent = m["latent"]
+        self.schedule = spec.schedule
+        self.default_sampler = _DEFAULT_SAMPLER.get(spec.scheduler_class, "ddim")
+        self.image, self.latent, self.conditioning = spec.image, spec.latent, spec.conditioning
         self._timestep = self.unet.input("timestep")
-        self.conditioning = m.get("conditioning")
-        self.class_names = None
-        if self.conditioning:
-            n = int(self.conditioning["num_classes"])
-            self.class_names = list(self.conditioning.get("class_names") or [str(i) for i in range(n)])
+        self.class_names = list(self.conditioning.class_names) if self.conditioning is not None else None
         if self.text_to_image:
-            tok = m["tokenizer"]
-            self.tokenizer = ClipTokenizer(artifact.path / tok["file"], max_length=tok["max_length"], pad_id=tok["pad_id"])
+            tok = spec.tokenizer
+            self.tokenizer = ClipTokenizer(artifact.path / tok.file, max_length=tok.max_length, pad_id=tok.pad_id)
 
     def _latent_shape(self, batch: int, height: int | None, width: int | None) -> tuple[int, ...]:
         if not self.text_to_image:
-            return (batch, *self.latent["shape"])
-        h, w, f = height or self.image["height"], width or self.image["width"], self.latent["scale_factor"]
+            return (batch, *self.latent.shape)
+        h, w, f = height or self.image.height, width or self.image.width, self.latent.scale_factor
         if h % f or w % f:
             raise EngineInputError(f"height/width: expected multiples of {f}, got {h}x{w}")
-        return (batch, self.latent["channels"], h // f, w // f)
+        return (batch, self.latent.channels, h // f, w // f)
 
     def _encode(self, prompts: Sequence[str]) -> np.ndarray:
         ids = self.tokenizer(prompts)
@@ -166,12 +160,12 @@ class DiffusionPipeline:
                 raise EngineInputError("class_label: a Stable Diffusion artifact takes a text prompt, got a class label")
             cond, uncond, info = self._text_condition(prompt, negative_prompt, batch, guidance_scale)
             interval = None if guidance_interval == "default" else guidance_interval
-        elif self.conditioning:
+        elif self.conditioning is not None:
             if prompt is not None or negative_prompt is not None:
                 raise EngineInputError(f"prompt: this class-conditional U-Net takes class_label= (classes "
                                        f"{self.class_names}), got a prompt {prompt!r}")
             cond, uncond, info = self._class_condition(class_label, batch, guidance_scale)
-            interval = self.conditioning.get("guidance_interval") if guidance_interval == "default" else guidance_interval
+            interval = self.conditioning.guidance_interval if guidance_interval == "default" else guidance_interval
         else:
             if prompt is not None or class_label is not None or negative_prompt is not None:
                 raise EngineInputError("prompt / class_label: this unconditional U-Net takes no condition, got one")
@@ -197,7 +191,7 @@ class DiffusionPipeline:
 
     def _class_condition(self, class_label, batch: int, guidance_scale: float) -> tuple:
         labels = self._class_labels(class_label, batch)
-        null = self.conditioning.get("null_class")
+        null = self.conditioning.null_class
         uncond = None
         if null is not None and needs_unconditional(guidance_scale):
             uncond = {"class_labels": np.full(batch, null, np.int64)}
@@ -208,9 +202,9 @@ class DiffusionPipeline:
 
     def _decode(self, x0: np.ndarray) -> np.ndarray:
         if self.text_to_image:
-            scaled = x0 / np.float32(self.latent.get("scaling_factor", 1.0))
+            scaled = x0 / np.float32(self.latent.scaling_factor)
             x0 = self.engines["vae_decoder"]({"latents": scaled})["image"]
-        return to_unit_range(x0, self.image["output_range"])
+        return to_unit_range(x0, self.image.output_range)
 
     def _class_labels(self, class_label, batch: int) -> np.ndarray:
         """(batch,) int64 labels from ``class_label``, or a cycle through the classes."""
