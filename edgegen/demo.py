@@ -42,7 +42,7 @@ def class_agreement(pipe, classifier, *, guidance_scale: float, per_class: int =
     labels = np.repeat(np.arange(10), per_class)
     report, stage, done = progress or silent, f"sampling {len(labels)} digits, guidance {guidance_scale:g}", [0]
 
-    def step(_i, _x):
+    def step(_step, _sigma, _x0):
         done[0] += 1
         report(stage, done[0], steps)
 

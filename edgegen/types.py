@@ -16,36 +16,38 @@ class Family(str, Enum):
     vae_decoder = "vae-decoder"  # latents -> image
 
 
+class ModelKind(str, Enum):
+    """What a user's torch module is, for ``edgegen export --module`` (``--kind``): a diffusion
+    U-Net ``forward(sample, timestep[, class_labels])``, a GAN generator ``forward(z)`` or a VAE
+    decoder ``forward(latents)``. Each exports to the artifact family of the same name."""
+
+    unet, generator, vae_decoder = "unet", "generator", "vae-decoder"
+
+
 class Backend(str, Enum):
     """Inference engines edgegen runs (``edgegen.runtimes``)."""
 
-    openvino = "openvino"
-    onnxruntime = "onnxruntime"
-    tensorrt = "tensorrt"
+    openvino, onnxruntime, tensorrt = "openvino", "onnxruntime", "tensorrt"
 
 
 class Precision(str, Enum):
     """Which stored file variant of a component runs (weights and graph as written)."""
 
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
+    fp32, fp16, int8 = "fp32", "fp16", "int8"
 
 
 class ComputeHint(str, Enum):
     """How a backend computes an FP32 file: ``f32`` exactly, or ``bf16`` (OpenVINO's
     ``INFERENCE_PRECISION_HINT``; faster only on CPUs with native BF16, measure it)."""
 
-    f32 = "f32"
-    bf16 = "bf16"
+    f32, bf16 = "f32", "bf16"
 
 
 class PredictionType(str, Enum):
-    """What a diffusion U-Net predicts (diffusers ``prediction_type``)."""
+    """What a diffusion U-Net predicts (diffusers ``prediction_type``): the noise, v (Salimans &
+    Ho 2022) or the clean sample x0."""
 
-    epsilon = "epsilon"
-    v_prediction = "v_prediction"
-    sample = "sample"
+    epsilon, v_prediction, sample = "epsilon", "v_prediction", "sample"
 
 
 class Sampler(str, Enum):

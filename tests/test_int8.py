@@ -213,3 +213,15 @@ def test_engine_hook_records_feeds_given_at_construction(tiny_sd_artifact):
     recorder.stop()
     pipe("a cat", num_inference_steps=2, height=32, width=32, seed=0)
     assert all(len(v) == 0 for v in recorder.feeds.values())
+
+
+def test_a_non_finite_int8_candidate_fails_its_round_instead_of_stopping_the_export():
+    """An INT8 round whose engines give NaN / Inf is judged like any failed round (so the fallback
+    moves layers to float), with the non-finite tensor named in the round's failures."""
+    from edgegen.calibration.gates import QualityThresholds, judge
+
+    figures = {"psnr_db": {"median": 0.0, "mean": 0.0, "min": 0.0}, "ssim": {"mean": 0.0, "min": 0.0}, "images": 0,
+               "nonfinite": "engine 'unet.int8.onnx' (onnxruntime): output 'noise_pred' has 3 NaN"}
+    failed = judge(figures, QualityThresholds(30.0, 0.9, None))
+    assert failed[0].startswith("INT8 output not finite: engine 'unet.int8.onnx'"), failed
+    assert len(failed) == 3  # and the PSNR / SSIM criteria it cannot meet

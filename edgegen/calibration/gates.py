@@ -50,7 +50,7 @@ def step_errors(fp32_engine, int8_engine, feeds_per_step: Sequence[Sequence[Mapp
 
 def judge(figures: dict, thresholds: QualityThresholds) -> list[str]:
     """The failed criteria, as readable lines (empty when the gate passes)."""
-    failed = []
+    failed = [f"INT8 output not finite: {figures['nonfinite']}"] if figures.get("nonfinite") else []
     if figures["psnr_db"]["median"] < thresholds.min_psnr:
         failed.append(f"median PSNR {figures['psnr_db']['median']:.2f} dB < {thresholds.min_psnr} dB")
     if figures["ssim"]["mean"] < thresholds.min_ssim:

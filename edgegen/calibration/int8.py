@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import MANIFEST, Artifact, atomic_artifact
-from ..errors import EdgegenError
+from ..errors import EdgegenError, NonFiniteError
 from ..metrics import image_figures
 from ..progress import ProgressCallback, silent
 from ..types import Backend, parse_enum
@@ -172,6 +172,20 @@ def _quantize(art: Artifact, comp: _Component, opts: Int8Options) -> None:
 
 
 def _quality(art: Artifact, opts: Int8Options, reference: dict) -> dict:
+    """The INT8 pipeline's figures against the FP32 reference on the same inputs and noise.
+
+    An INT8 candidate whose engines give NaN / Inf (an overflowing quantized layer) fails the
+    round like any other, with ``nonfinite`` saying where, so that the fallback moves layers to
+    floating point instead of the export stopping on the first NonFiniteError.
+    """
+    try:
+        return _int8_figures(art, opts, reference)
+    except NonFiniteError as exc:
+        return {"psnr_db": {"median": 0.0, "mean": 0.0, "min": 0.0}, "ssim": {"mean": 0.0, "min": 0.0},
+                "images": 0, "nonfinite": str(exc)}
+
+
+def _int8_figures(art: Artifact, opts: Int8Options, reference: dict) -> dict:
     from ..pipelines.decoder import DecoderPipeline
     from ..pipelines.diffusion import DiffusionPipeline
 

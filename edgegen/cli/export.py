@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import ExportError
-from ..types import Backend
+from ..types import Backend, ModelKind
 from .common import parse_ints, parse_range, progress_bar, reported, stdout
 from .compile import Fp16, MaxPoint, MinPoint, OptPoint, precisions, profile_points
 from .quantize import int8_options, with_int8_options
@@ -22,15 +22,8 @@ class SdModel(str, Enum):
     sd_text_encoder = "sd-text-encoder"
 
 
-class ModuleKind(str, Enum):
-    unet = "unet"
-    generator = "generator"
-    vae_decoder = "vae-decoder"
-
-
 class TimestepDtype(str, Enum):
-    int64 = "int64"
-    float32 = "float32"
+    int64, float32 = "int64", "float32"
 
 
 _SD_COMPONENTS = {SdModel.sd: ("text_encoder", "unet", "vae_decoder"), SdModel.sd_unet: ("unet",),
@@ -50,7 +43,7 @@ def export(
     source: Annotated[Optional[str], typer.Option("--from", rich_help_panel=SOURCE, help="Local diffusers directory or hub id (with --model).")] = None,
     module: Annotated[Optional[str], typer.Option(rich_help_panel=SOURCE, help="User model as FILE.py:CALLABLE returning a torch.nn.Module.")] = None,
     weights: Annotated[Optional[Path], typer.Option(rich_help_panel=SOURCE, help="Checkpoint passed to CALLABLE (opened weights_only first).")] = None,
-    kind: Annotated[Optional[ModuleKind], typer.Option(rich_help_panel=SOURCE, help="What --module is.")] = None,
+    kind: Annotated[Optional[ModelKind], typer.Option(rich_help_panel=SOURCE, help="What --module is.")] = None,
     sample_shape: Annotated[Optional[str], typer.Option(rich_help_panel=SHAPES, help="unet: C,H,W of the sample.")] = None,
     timestep_dtype: Annotated[TimestepDtype, typer.Option(rich_help_panel=SHAPES, help="unet: dtype of the timestep input.")] = TimestepDtype.int64,
     scheduler_config: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, rich_help_panel=SHAPES, help="unet: diffusers scheduler_config.json.")] = None,
@@ -115,7 +108,7 @@ def _export_sd(model: SdModel, source: str | None, out: Path, flags: dict, int8,
                                    rtol=flags["rtol"], seed=flags["seed"], int8=int8, progress=progress)
 
 
-def _export_module(module: str, kind: ModuleKind | None, out: Path, flags: dict, int8, progress) -> Path:
+def _export_module(module: str, kind: ModelKind | None, out: Path, flags: dict, int8, progress) -> Path:
     if kind is None:
         raise ExportError("--module needs --kind unet|generator|vae-decoder")
     from ..export import ModuleExportOptions, export_module

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from enum import Enum
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Optional
 
 import numpy as np
@@ -57,9 +58,9 @@ def run(
     address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (host:port or 'auto'); default: a local one.")] = None,
 ) -> None:
     """Generate images from an artifact and write them as PNGs."""
-    from ..artifact import Artifact
-    from ..pipelines import DecoderPipeline, Pipeline
-
+    o = SimpleNamespace(**locals())  # the options as typed, for the checks and the pipeline call below
+    o.backend_name = backend.value if backend else None
+    o.precision_name = precision.value if precision else None
     if ray or prompts or jobs:
         _ray_job(artifact, out, prompts, jobs, address, backend, precision, ray, dict(
             prompt=prompt, negative_prompt=negative_prompt, steps=steps or DEFAULTS["steps"],
@@ -68,50 +69,64 @@ def run(
             n=num_images or 1, class_label=class_label, size=f"{width}x{height}" if width and height else None))
         return
     with reported():
-        art = Artifact.load(artifact)
-        given = {"--prompt": prompt, "--negative-prompt": negative_prompt, "--class-label": class_label,
-                 "--steps": steps, "--sampler": sampler, "--sigmas": sigmas, "--eta": eta, "--guidance-scale": guidance_scale,
-                 "--guidance-interval": guidance_interval, "--init-noise": init_noise, "--latents": latents,
-                 "--height": height, "--width": width}
-        _check_applies(art, {flag: value for flag, value in given.items() if value is not None})
-        _check_values(art, out=out, prompt=prompt, negative_prompt=negative_prompt, class_label=class_label, steps=steps,
-                      eta=eta, guidance_scale=guidance_scale, seed=seed, num_images=num_images,
-                      precision=precision.value if precision else None, backend=backend.value if backend else None)
-        size = _check_size(art, height, width)
-        array_flag = "--latents" if latents is not None else "--init-noise"
-        array = _load_array(latents if latents is not None else init_noise, array_flag)
-        if array is not None:
-            _check_array(art, array, array_flag, size, sized=height is not None or width is not None)
-            num_images = _check_batch(array, array_flag, num_images)
-            if art.family == "vae-decoder" and height is None and width is None:
-                f = art.spec.latent.scale_factor or 8
-                size = (array.shape[2] * f, array.shape[3] * f)  # the latents set the size
-        num_images = num_images or 1
-        batch = array.shape[0] if array is not None else min(batch_size, num_images)
-        _check_memory(art, size, batch, backend.value if backend else None)
-        interval = _check_interval(guidance_interval)
-        pipe = Pipeline.load(artifact, backend=backend.value if backend else None,
-                             precision=precision.value if precision else None, device=device)
-        batches = [(0, array.shape[0])] if array is not None else [
-            (i, min(batch_size, num_images - i)) for i in range(0, num_images, batch_size)]
-        if isinstance(pipe, DecoderPipeline):
-            def call(start, count, callback):
-                return pipe(num_images=count, seed=seed + start, latents=array, height=height, width=width)
-        else:
-            prompt, class_label = _condition(pipe, prompt, class_label)
-            options = dict(negative_prompt=negative_prompt, num_inference_steps=steps or DEFAULTS["steps"],
-                           sampler=sampler, sigmas=sigmas, eta=eta, class_label=class_label,
-                           guidance_scale=DEFAULTS["guidance_scale"] if guidance_scale is None else guidance_scale,
-                           height=height, width=width, init_noise=array,
-                           **({"guidance_interval": interval} if guidance_interval else {}))
+        from ..artifact import Artifact
+        from ..pipelines import DecoderPipeline, Pipeline
 
-            def call(start, count, callback):
-                return pipe(prompt, seed=seed + start, num_images=count, callback=callback, **options)
-        written, total, engine = _generate(call, batches, steps or DEFAULTS["steps"], out,
+        array, interval = _checked(Artifact.load(artifact), o)
+        pipe = Pipeline.load(artifact, backend=o.backend_name, precision=o.precision_name, device=device)
+        batches = [(0, array.shape[0])] if array is not None else [
+            (i, min(batch_size, o.num_images - i)) for i in range(0, o.num_images, batch_size)]
+        written, total, engine = _generate(_caller(pipe, o, array, interval), batches, steps or DEFAULTS["steps"], out,
                                            diffusion=not isinstance(pipe, DecoderPipeline))
         stdout(f"wrote {len(written)} image(s) to {out} in {total:.2f} s "
                f"({100 * (total - engine) / max(total, 1e-9):.1f}% outside engines, backend {pipe.backend}, "
                f"precision {pipe.precision})")
+
+
+def _checked(art, o: SimpleNamespace) -> tuple[Optional[np.ndarray], Optional[tuple[float, float]]]:
+    """Check every option against the artifact before an engine loads (sets ``o.num_images``).
+
+    Returns (the --latents / --init-noise array or None, the guidance interval or None).
+    Raises InputError naming the flag.
+    """
+    given = {"--prompt": o.prompt, "--negative-prompt": o.negative_prompt, "--class-label": o.class_label,
+             "--steps": o.steps, "--sampler": o.sampler, "--sigmas": o.sigmas, "--eta": o.eta,
+             "--guidance-scale": o.guidance_scale, "--guidance-interval": o.guidance_interval,
+             "--init-noise": o.init_noise, "--latents": o.latents, "--height": o.height, "--width": o.width}
+    _check_applies(art, {flag: value for flag, value in given.items() if value is not None})
+    _check_values(art, out=o.out, prompt=o.prompt, negative_prompt=o.negative_prompt, class_label=o.class_label,
+                  steps=o.steps, eta=o.eta, guidance_scale=o.guidance_scale, seed=o.seed, num_images=o.num_images,
+                  precision=o.precision_name, backend=o.backend_name)
+    size = _check_size(art, o.height, o.width)
+    flag = "--latents" if o.latents is not None else "--init-noise"
+    array = _load_array(o.latents if o.latents is not None else o.init_noise, flag)
+    if array is not None:
+        _check_array(art, array, flag, size, sized=o.height is not None or o.width is not None)
+        o.num_images = _check_batch(array, flag, o.num_images)
+        if art.family == "vae-decoder" and o.height is None and o.width is None:
+            f = art.spec.latent.scale_factor or 8
+            size = (array.shape[2] * f, array.shape[3] * f)  # the latents set the size
+    o.num_images = o.num_images or 1
+    batch = array.shape[0] if array is not None else min(o.batch_size, o.num_images)
+    _check_memory(art, size, batch, o.backend_name)
+    return array, _check_interval(o.guidance_interval)
+
+
+def _caller(pipe, o: SimpleNamespace, array: Optional[np.ndarray], interval):
+    """``call(start, count, callback) -> Generation``: one batch of the run through the pipeline."""
+    from ..pipelines import DecoderPipeline
+
+    if isinstance(pipe, DecoderPipeline):
+        return lambda start, count, callback: pipe(num_images=count, seed=o.seed + start, latents=array,
+                                                   height=o.height, width=o.width)
+    prompt, class_label = _condition(pipe, o.prompt, o.class_label)
+    options = dict(negative_prompt=o.negative_prompt, num_inference_steps=o.steps or DEFAULTS["steps"],
+                   sampler=o.sampler, sigmas=o.sigmas, eta=o.eta, class_label=class_label,
+                   guidance_scale=DEFAULTS["guidance_scale"] if o.guidance_scale is None else o.guidance_scale,
+                   height=o.height, width=o.width, init_noise=array,
+                   **({"guidance_interval": interval} if o.guidance_interval else {}))
+    return lambda start, count, callback: pipe(prompt, seed=o.seed + start, num_images=count, callback=callback,
+                                               **options)
 
 
 def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, diffusion: bool):

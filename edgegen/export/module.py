@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -18,14 +17,12 @@ from ..errors import ExportError
 from ..progress import ProgressCallback
 from ..runtimes.base import TensorSpec
 from ..schedules import NoiseSchedule
+from ..types import ModelKind
 from .checkpoint import build_module, split_module_spec
 from .onnx import ComponentSpec, export_component
 
 
-class Kind(str, Enum):
-    unet = "unet"
-    generator = "generator"
-    vae_decoder = "vae-decoder"
+Kind = ModelKind  # the name export_module's callers have used
 
 
 def _first_tensor(out):

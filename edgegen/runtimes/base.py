@@ -13,6 +13,7 @@ Engines check that their floating-point feeds and outputs are finite (on by defa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Protocol, Union, runtime_checkable
 
 import numpy as np
@@ -54,6 +55,13 @@ class Engine(Protocol):
         """Run once. Raises EngineInputError when the feeds do not match ``inputs``, NonFiniteError
         when a floating feed or output holds NaN / Inf (unless built with ``check_finite=False``)."""
         ...
+
+
+def identify(engine, path: str | Path, *, device: str, precision: str, check_finite: bool) -> None:
+    """Set what every engine exposes: ``path``, ``device``, ``precision``, ``check_finite``, and the
+    name its errors use (``engine 'unet.onnx' (openvino)``, from the class's ``backend``)."""
+    engine.path, engine.device, engine.precision, engine.check_finite = Path(path), device, precision, check_finite
+    engine._name = f"engine '{engine.path.name}' ({engine.backend})"
 
 
 def check_feeds(inputs: tuple[TensorSpec, ...], feeds: Mapping[str, np.ndarray], where: str) -> None:

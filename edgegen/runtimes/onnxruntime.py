@@ -8,7 +8,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import BackendUnavailableError, EngineLoadError
-from .base import TensorSpec, check_feeds, check_finite
+from .base import TensorSpec, check_feeds, check_finite, identify
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
                "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(uint8)": "uint8",
@@ -61,11 +61,7 @@ class OnnxRuntimeEngine:
         options.log_severity_level = 4  # failures reach the user as one edgegen error line, not ORT's log too
         if threads:
             options.intra_op_num_threads = threads
-        self.path = Path(path)
-        self.device = device
-        self.precision = precision
-        self.check_finite = check_finite
-        self._name = f"engine '{self.path.name}' (onnxruntime)"
+        identify(self, path, device=device, precision=precision, check_finite=check_finite)
         try:
             self._session = ort.InferenceSession(str(path), options, providers=_PROVIDERS[device])
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import BackendUnavailableError, EngineInputError, EngineLoadError
-from .base import TensorSpec, check_feeds, check_finite
+from .base import TensorSpec, check_feeds, check_finite, identify
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
@@ -71,11 +71,7 @@ class OpenVinoEngine:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         if cache_dir:
             config["CACHE_DIR"] = str(cache_dir)
-        self.path = Path(path)
-        self.device = device
-        self.precision = precision
-        self.check_finite = check_finite
-        self._name = f"engine '{self.path.name}' (openvino)"
+        identify(self, path, device=device, precision=precision, check_finite=check_finite)
         try:
             model = core.read_model(str(path))
             self.inputs = _specs(model.inputs)
