@@ -68,7 +68,9 @@ class Int8Options:
         gate_samples: images compared by the quality gate (seeds disjoint from calibration).
         min_psnr, min_ssim, max_step_error: quality thresholds.
         exclude_batch: layers returned to floating point per failed round (default ~5%).
-        max_rounds: failed rounds allowed before giving up.
+        max_rounds: failed rounds allowed before giving up (10: with ~5% of the layers per round,
+            up to half of them can return to floating point; a batch that made the output worse
+            is put back and costs a round).
         force: keep INT8 even where it is not faster than FP32.
     Raises:
         ValueError: a backend that does not quantize (names the value and the allowed ones).
@@ -89,7 +91,7 @@ class Int8Options:
     min_ssim: float | None = None
     max_step_error: float | None = None
     exclude_batch: int | None = None
-    max_rounds: int = 6
+    max_rounds: int = 10
     force: bool = False
 
     def __post_init__(self) -> None:
