@@ -178,3 +178,18 @@ def test_call_arguments_are_checked_at_the_boundary(ort_pipe, kwargs, error, mat
     with pytest.raises(getattr(edgegen.errors, error), match=match):
         ort_pipe("a cat", height=H, width=W, **kwargs)
     assert ort_pipe.unet.calls == 0, "nothing ran before the check"
+
+
+def test_file_variant_and_compute_hint_are_separate_arguments(tiny_sd_artifact):
+    """``compute="bf16"`` runs the stored FP32 files in BF16 on OpenVINO; ``precision="bf16"`` is
+    its older spelling; the hint elsewhere, or an unknown variant, is refused by name."""
+    from edgegen.errors import BackendUnavailableError, EngineInputError
+
+    hinted = Pipeline.load(tiny_sd_artifact, backend="openvino", compute="bf16")
+    legacy = Pipeline.load(tiny_sd_artifact, backend="openvino", precision="bf16")
+    assert hinted.precision == legacy.precision == "bf16"
+    assert Pipeline.load(tiny_sd_artifact, backend="openvino", compute="f32").precision == "fp32"
+    with pytest.raises(BackendUnavailableError, match="compute bf16: expected backend openvino"):
+        Pipeline.load(tiny_sd_artifact, backend="onnxruntime", compute="bf16")
+    with pytest.raises(EngineInputError, match="precision: expected one of fp32, fp16, int8, got 'fp8'"):
+        Pipeline.load(tiny_sd_artifact, backend="openvino", precision="fp8")

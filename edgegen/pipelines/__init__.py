@@ -25,12 +25,16 @@ class Pipeline:
 
     @staticmethod
     def load(path: str | Path, *, backend: str | None = None, precision: str | None = None,
-             device: str | None = None, engine_hook: EngineHook | None = None) -> DiffusionPipeline | DecoderPipeline:
+             device: str | None = None, engine_hook: EngineHook | None = None,
+             compute: str | None = None) -> DiffusionPipeline | DecoderPipeline:
         """Load an artifact directory.
 
         Args:
             backend: "openvino", "onnxruntime" or "tensorrt"; None picks OpenVINO when installed.
-            precision: None (as stored), "bf16" (OpenVINO), or a stored variant ("int8", "fp16").
+            precision: which file variant runs: None (as stored) or a stored variant ("int8",
+                "fp16"); "bf16" still means ``compute="bf16"``.
+            compute: how FP32 files compute: None / "f32" exactly, "bf16" in BF16 (OpenVINO;
+                measure it: faster only on CPUs with BF16 units).
             engine_hook: wraps every engine as it is loaded, ``hook(component, engine) -> engine``
                 (e.g. :class:`edgegen.calibration.record.FeedRecorder`).
         Raises:
@@ -38,4 +42,5 @@ class Pipeline:
         """
         artifact = Artifact.load(path)
         cls = DiffusionPipeline if artifact.family in ("stable-diffusion", "unet") else DecoderPipeline
-        return cls(artifact, backend=backend, precision=precision, device=device, engine_hook=engine_hook)
+        return cls(artifact, backend=backend, precision=precision, device=device, engine_hook=engine_hook,
+                   compute=compute)

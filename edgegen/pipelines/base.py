@@ -13,6 +13,7 @@ from ..artifact import Artifact
 from ..errors import BackendUnavailableError, EngineInputError
 from ..images import save_png, to_uint8
 from ..runtimes import Engine, default_backend, load_engine
+from ..types import ComputeHint, Precision, parse_enum
 
 
 class TimedEngine:
@@ -44,38 +45,61 @@ calibration feeds, counting calls). Given when the pipeline is built, never swap
 
 
 def load_components(artifact: Artifact, names: list[str], *, backend: str | None, precision: str | None,
-                    device: str | None = None, engine_hook: EngineHook | None = None) -> dict[str, TimedEngine]:
+                    device: str | None = None, engine_hook: EngineHook | None = None,
+                    compute: str | None = None) -> dict[str, TimedEngine]:
     """Load the named components of an artifact as timed engines on one backend.
 
-    ``precision``: None uses each component's stored precision; "bf16" runs the fp32 files in
-    BF16 (OpenVINO only); "int8" picks each component's INT8 variant for the backend where it
-    has one (the others stay as stored); other values pick that variant. ``engine_hook``, when
-    given, wraps every loaded engine (inside the timing).
+    Args:
+        precision: which file variant runs (:class:`~edgegen.types.Precision`): None each
+            component's stored one; "int8" each component's INT8 variant for the backend where it
+            has one (the others stay as stored); "fp16" / "fp32" that variant. "bf16" is accepted
+            as the older spelling of ``compute="bf16"`` on the stored files.
+        compute: how FP32 files are computed (:class:`~edgegen.types.ComputeHint`): None or "f32"
+            exactly, "bf16" in BF16 (OpenVINO only; faster only where the CPU has BF16 units).
+        engine_hook: when given, wraps every loaded engine (inside the timing).
+    Raises:
+        EngineInputError naming the argument, BackendUnavailableError (bf16 off OpenVINO), ArtifactError.
     """
-    engines = _load_engines(artifact, names, backend=backend, precision=precision, device=device)
+    precision, compute = variant_and_hint(precision, compute)
+    engines = _load_engines(artifact, names, backend=backend, precision=precision, device=device, compute=compute)
     hook = engine_hook or (lambda _name, engine: engine)
     return {name: TimedEngine(name, hook(name, engine)) for name, engine in engines.items()}
 
 
+def variant_and_hint(precision: str | None, compute: str | None) -> tuple[str | None, ComputeHint]:
+    """(file variant or None, compute hint) from a load's ``precision`` / ``compute`` arguments."""
+    if precision == ComputeHint.bf16.value:
+        if compute not in (None, ComputeHint.bf16.value):
+            raise EngineInputError(f"precision 'bf16' means compute='bf16'; got compute={compute!r} as well")
+        precision, compute = None, ComputeHint.bf16.value
+    try:
+        if precision is not None:
+            precision = parse_enum(Precision, precision, "precision").value
+        return precision, parse_enum(ComputeHint, compute or ComputeHint.f32.value, "compute")
+    except ValueError as exc:
+        raise EngineInputError(str(exc)) from None
+
+
 def _load_engines(artifact: Artifact, names: list[str], *, backend: str | None, precision: str | None,
-                  device: str | None) -> dict[str, Engine]:
+                  device: str | None, compute: ComputeHint) -> dict[str, Engine]:
     backend = backend or default_backend()
-    if precision == "bf16" and backend != "openvino":
-        raise BackendUnavailableError(backend, None, "precision bf16: expected backend openvino (it computes "
+    if compute is ComputeHint.bf16 and backend != "openvino":
+        raise BackendUnavailableError(backend, None, "compute bf16: expected backend openvino (it computes "
                                       "fp32 graphs in BF16 on CPUs that support it)")
     if backend == "tensorrt":
         return _tensorrt_components(artifact, names, precision)
     engines = {}
     for name in names:
         stored = artifact.component(name).precision.value
-        if precision in (None, "bf16", stored):
-            path, compute = artifact.component_path(name), precision or stored
+        if precision in (None, stored):
+            path, variant = artifact.component_path(name), stored
         elif precision == "int8" and not artifact.has_variant(name, "int8", backend):
             # Components whose INT8 lost the quality or speed gate stay in their stored precision.
-            path, compute = artifact.component_path(name), stored
+            path, variant = artifact.component_path(name), stored
         else:
-            path, compute = artifact.component_path(name, precision, backend), precision
-        engines[name] = load_engine(path, backend, precision=compute, device=device)
+            path, variant = artifact.component_path(name, precision, backend), precision
+        hint = ComputeHint.bf16.value if compute is ComputeHint.bf16 and variant == "fp32" else variant
+        engines[name] = load_engine(path, backend, precision=hint, device=device)
     return engines
 
 

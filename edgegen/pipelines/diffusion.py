@@ -41,13 +41,13 @@ class DiffusionPipeline:
     """
 
     def __init__(self, artifact: Artifact, *, backend: str | None = None, precision: str | None = None,
-                 device: str | None = None, engine_hook: EngineHook | None = None):
+                 device: str | None = None, engine_hook: EngineHook | None = None, compute: str | None = None):
         spec = artifact.spec
         self.artifact = artifact
         self.text_to_image = artifact.family == "stable-diffusion"
         names = ["text_encoder", "unet", "vae_decoder"] if self.text_to_image else ["unet"]
         self.engines = load_components(artifact, names, backend=backend, precision=precision, device=device,
-                                       engine_hook=engine_hook)
+                                       engine_hook=engine_hook, compute=compute)
         self.unet = self.engines["unet"]
         self.backend = self.unet.engine.backend
         self.precision = self.unet.engine.precision
