@@ -68,9 +68,17 @@ class DiffusionPipeline:
             raise EngineInputError(f"height/width: expected multiples of {f}, got {h}x{w}")
         return (batch, self.latent.channels, h // f, w // f)
 
-    def _encode(self, prompts: Sequence[str]) -> np.ndarray:
-        ids = self.tokenizer(prompts)
-        return self.engines["text_encoder"]({"input_ids": ids})["last_hidden_state"]
+    def _encode(self, prompts: Sequence[str], chunks: int) -> np.ndarray:
+        """(B, chunks * max_length, hidden) float32 encodings, never truncated.
+
+        Each (max_length - 2)-token window is encoded with BOS / EOS (:meth:`ClipTokenizer.chunks`)
+        and the windows' ``last_hidden_state`` concatenated along the sequence axis (A1111 / compel
+        long prompts; the U-Net's sequence dim is dynamic in edgegen's export).
+        """
+        ids = self.tokenizer.chunks(prompts, min_chunks=chunks)
+        batch, count, length = ids.shape
+        hidden = self.engines["text_encoder"]({"input_ids": ids.reshape(batch * count, length)})["last_hidden_state"]
+        return hidden.reshape(batch, count * length, hidden.shape[-1])
 
     def __call__(self, prompt: str | Sequence[str] | None = None, *, negative_prompt: str | Sequence[str] | None = None,
                  class_label: int | Sequence[int] | None = None, num_inference_steps: int = 50,
@@ -182,12 +190,16 @@ class DiffusionPipeline:
 
     def _text_condition(self, prompt, negative_prompt, batch: int, guidance_scale: float) -> tuple:
         prompts = self._as_list(prompt or "", batch, "prompt")
-        cond = {"encoder_hidden_states": self._encode(prompts)}
-        uncond = None
-        if needs_unconditional(guidance_scale):
-            negatives = self._as_list(negative_prompt or "", batch, "negative_prompt")
-            uncond = {"encoder_hidden_states": self._encode(negatives)}
-        return cond, uncond, {"prompt": prompts[0], "negative_prompt": negative_prompt}
+        guided = needs_unconditional(guidance_scale)
+        negatives = self._as_list(negative_prompt or "", batch, "negative_prompt") if guided else []
+        # Prompt and negative share one chunk count: CFG batches them along the batch axis.
+        chunks = self.tokenizer.num_chunks(prompts + negatives)
+        cond = {"encoder_hidden_states": self._encode(prompts, chunks)}
+        uncond = {"encoder_hidden_states": self._encode(negatives, chunks)} if guided else None
+        info = {"prompt": prompts[0], "negative_prompt": negative_prompt}
+        if chunks > 1:
+            info["prompt_chunks"] = chunks
+        return cond, uncond, info
 
     def _class_condition(self, class_label, batch: int, guidance_scale: float) -> tuple:
         labels = self._class_labels(class_label, batch)
