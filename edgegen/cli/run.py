@@ -50,6 +50,7 @@ def run(
     latents: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Latents / z .npy to decode (generator, vae-decoder).")] = None,
     backend: Annotated[Optional[Backend], typer.Option(help="Engine backend; default OpenVINO when installed.")] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Compute precision; default as stored (bf16: OpenVINO on fp32 files).")] = None,
+    tile_size: Annotated[Optional[int], typer.Option(help="Decode in tiles of N x N pixels (a positive multiple of the VAE's scale factor; overlaps blended), bounding the decoder's memory by the tile (SD, VAE decoder).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per engine batch.")] = 64,
     device: Annotated[Optional[str], typer.Option(help="Backend device: CPU (OpenVINO); cpu, cuda or tensorrt (ONNX Runtime execution provider).")] = None,
     prompts: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="With --ray: a file of prompts (class-conditional models: labels), one request per line, seeds --seed + line number.")] = None,
@@ -92,12 +93,14 @@ def _checked(art, o: SimpleNamespace) -> tuple[Optional[np.ndarray], Optional[tu
     given = {"--prompt": o.prompt, "--negative-prompt": o.negative_prompt, "--class-label": o.class_label,
              "--steps": o.steps, "--sampler": o.sampler, "--sigmas": o.sigmas, "--eta": o.eta,
              "--guidance-scale": o.guidance_scale, "--guidance-interval": o.guidance_interval,
-             "--init-noise": o.init_noise, "--latents": o.latents, "--height": o.height, "--width": o.width}
+             "--init-noise": o.init_noise, "--latents": o.latents, "--height": o.height, "--width": o.width,
+             "--tile-size": o.tile_size}
     _check_applies(art, {flag: value for flag, value in given.items() if value is not None})
     _check_values(art, out=o.out, prompt=o.prompt, negative_prompt=o.negative_prompt, class_label=o.class_label,
                   steps=o.steps, eta=o.eta, guidance_scale=o.guidance_scale, seed=o.seed, num_images=o.num_images,
                   precision=o.precision_name, backend=o.backend_name)
     size = _check_size(art, o.height, o.width)
+    _check_tile(art, o.tile_size)
     flag = "--latents" if o.latents is not None else "--init-noise"
     array = _load_array(o.latents if o.latents is not None else o.init_noise, flag)
     if array is not None:
@@ -108,7 +111,7 @@ def _checked(art, o: SimpleNamespace) -> tuple[Optional[np.ndarray], Optional[tu
             size = (array.shape[2] * f, array.shape[3] * f)  # the latents set the size
     o.num_images = o.num_images or 1
     batch = array.shape[0] if array is not None else min(o.batch_size, o.num_images)
-    _check_memory(art, size, batch, o.backend_name)
+    _check_memory(art, size, batch, o.backend_name, o.tile_size)
     return array, _check_interval(o.guidance_interval)
 
 
@@ -118,12 +121,12 @@ def _caller(pipe, o: SimpleNamespace, array: Optional[np.ndarray], interval):
 
     if isinstance(pipe, DecoderPipeline):
         return lambda start, count, callback: pipe(num_images=count, seed=o.seed + start, latents=array,
-                                                   height=o.height, width=o.width)
+                                                   height=o.height, width=o.width, tile_size=o.tile_size)
     prompt, class_label = _condition(pipe, o.prompt, o.class_label)
     options = dict(negative_prompt=o.negative_prompt, num_inference_steps=o.steps or DEFAULTS["steps"],
                    sampler=o.sampler, sigmas=o.sigmas, eta=o.eta, class_label=class_label,
                    guidance_scale=DEFAULTS["guidance_scale"] if o.guidance_scale is None else o.guidance_scale,
-                   height=o.height, width=o.width, init_noise=array,
+                   height=o.height, width=o.width, init_noise=array, tile_size=o.tile_size,
                    **({"guidance_interval": interval} if o.guidance_interval else {}))
     return lambda start, count, callback: pipe(prompt, seed=o.seed + start, num_images=count, callback=callback,
                                                **options)
@@ -193,6 +196,7 @@ _APPLIES = {
     "--latents": {"generator", "vae-decoder"},
     "--height": {"stable-diffusion", "vae-decoder"},
     "--width": {"stable-diffusion", "vae-decoder"},
+    "--tile-size": {"stable-diffusion", "vae-decoder"},
 }
 _KIND_NAMES = {"stable-diffusion": "a Stable Diffusion", "unet": "an unconditional U-Net",
                "unet-class": "a class-conditional U-Net", "generator": "a generator", "vae-decoder": "a VAE decoder"}
@@ -287,6 +291,13 @@ def _check_size(art, height: int | None, width: int | None) -> tuple[int, int] |
     return (height or image.height, width or image.width)
 
 
+def _check_tile(art, tile_size: int | None) -> None:
+    """--tile-size: a positive multiple of the VAE's scale factor (whether it applies: :func:`_check_applies`)."""
+    f = art.spec.latent.scale_factor or 8
+    if tile_size is not None and (tile_size <= 0 or tile_size % f):
+        raise InputError(f"--tile-size: expected a positive multiple of {f} (the VAE's scale factor), got {tile_size}")
+
+
 def _load_array(path: Optional[Path], flag: str) -> Optional[np.ndarray]:
     """A ``.npy`` file holding one numeric array (no pickles, no ``.npz`` archives)."""
     if path is None:
@@ -341,12 +352,15 @@ def _available_memory() -> int | None:
     return None
 
 
-def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | None) -> None:
+def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | None,
+                  tile_size: int | None = None) -> None:
     """Refuse a size the U-Net cannot take, or one whose activations cannot fit in memory.
 
     Runs OpenVINO's shape inference on the U-Net and VAE decoder at the requested size and batch
+    (the VAE decoder at one tile with ``--tile-size``)
     (:func:`edgegen.runtimes.openvino.activation_estimate`); skipped where OpenVINO is missing,
-    and at the artifact's own size with one image (the export ran it).
+    and at the artifact's own size with one image (the export ran it). When the VAE decoder is
+    what does not fit, the message offers ``--tile-size``.
     """
     import importlib.util
 
@@ -365,9 +379,10 @@ def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | 
     best, weights = None, sum(_file_bytes(art.component_path(name)) for name in art.spec.components)
     for name in comps:
         tensor, n = feeds[name]
+        lh, lw = (min(h, tile_size // f), min(w, tile_size // f)) if tile_size and name == "vae_decoder" else (h, w)
         graph = read_graph(art.component_path(name))
         try:
-            est = activation_estimate(graph, {tensor: (n, art.spec.latent.channels, h, w)}, fused_attention=fused)
+            est = activation_estimate(graph, {tensor: (n, art.spec.latent.channels, lh, lw)}, fused_attention=fused)
         except EngineInputError:
             multiple = _fitting_multiple(graph, tensor, n, art.spec.latent.channels) * f
             raise InputError(f"--height/--width: this {name.replace('_', ' ')} cannot take {size[0]}x{size[1]} px "
@@ -384,7 +399,8 @@ def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | 
         raise InputError(
             f"--height/--width {size[0]}x{size[1]} with {batch} image(s) per batch: needs at least {need / 2**30:.1f} GiB "
             f"(model files {weights / 2**30:.1f} GiB + twice {name}'s largest activation '{est.tensor}' {est.dtype} "
-            f"{est.shape}), this machine has {available / 2**30:.1f} GiB available; use a smaller size or --batch-size")
+            f"{est.shape}), this machine has {available / 2**30:.1f} GiB available; use a smaller size or --batch-size"
+            + (", or decode in tiles with --tile-size 512" if name == "vae_decoder" and not tile_size else ""))
 
 
 def _fitting_multiple(graph, tensor: str, rows: int, channels: int) -> int:

@@ -10,6 +10,7 @@ from ..artifact import Artifact
 from ..errors import EngineInputError, InputError, NonFiniteError
 from ..images import to_unit_range
 from ..runtimes.base import nonfinite_detail
+from ..tiling import check_tile_size, decode_tiled
 from .base import EngineHook, Generation, load_components, reset, timings
 
 
@@ -76,20 +77,28 @@ class DecoderPipeline:
         return (num_images, self.latent.channels, h // f, w // f)
 
     def __call__(self, *, num_images: int = 1, seed: int = 0, latents: np.ndarray | None = None,
-                 height: int | None = None, width: int | None = None) -> Generation:
+                 height: int | None = None, width: int | None = None, tile_size: int | None = None) -> Generation:
         """Generate images.
 
         Args:
             latents: (B, ...) float32 z (generator) or raw latents (vae-decoder, divided by the
                 manifest's ``scaling_factor`` before decoding); None draws them from ``seed``.
+            tile_size: vae-decoder only: decode in tiles of this many pixels square (a positive
+                multiple of the scale factor; :func:`edgegen.tiling.decode_tiled`), bounding the
+                decoder's memory by the tile; None decodes whole.
         Returns:
             a :class:`Generation` with (B, H, W, C) float32 images in [0, 1].
         Raises:
+            InputError: ``tile_size`` on a generator, or not a positive multiple of the scale factor.
             InputError / NonFiniteError: latents not a non-empty real float array of the
                 expected shape, or holding NaN / Inf (:func:`check_latents`); NonFiniteError
                 when the decoder outputs NaN / Inf.
         """
         start = time.perf_counter()
+        if tile_size is not None and self.component == "generator":
+            raise InputError(f"tile_size: applies to VAE decoders, not to a generator; got {tile_size}")
+        if tile_size is not None:
+            check_tile_size(tile_size, self.latent.scale_factor or 8)
         reset(self.engines)
         if latents is None:
             shape = self.latent_shape(num_images, height, width)
@@ -102,7 +111,15 @@ class DecoderPipeline:
         scaling = float(self.latent.scaling_factor)
         if scaling != 1.0:
             latents = latents / np.float32(scaling)
-        out = self.engine({self.input_name: latents})
-        images = to_unit_range(next(iter(out.values())), self.output_range)
+        images = to_unit_range(self._decode(latents, tile_size), self.output_range)
         info = {"model": self.artifact.family, "seed": seed, "backend": self.backend, "precision": self.precision}
         return Generation(images, info, timings(self.engines, start))
+
+    def _decode(self, latents: np.ndarray, tile_size: int | None) -> np.ndarray:
+        """(B, C, h, w) scaled latents -> the engine's (B, C_out, H, W) output, whole or in tiles."""
+        def decode(x: np.ndarray) -> np.ndarray:
+            return next(iter(self.engine({self.input_name: x}).values()))
+
+        if tile_size is None:
+            return decode(latents)
+        return decode_tiled(decode, latents, tile_size=tile_size, scale_factor=self.latent.scale_factor or 8)

@@ -22,6 +22,7 @@ from ..guidance import CFGDenoiser, batch_mode, check_interval, needs_unconditio
 from ..images import to_unit_range
 from ..runtimes.base import check_finite
 from ..samplers import SamplingPlan, gaussian_noise
+from ..tiling import check_tile_size, decode_tiled
 from ..tokenizer import ClipTokenizer
 from .base import EngineHook, Generation, load_components, reset, timings
 
@@ -85,7 +86,8 @@ class DiffusionPipeline:
                  sampler: str | None = None, sigmas: str | None = None, eta: float | None = None,
                  guidance_scale: float = 7.5, seed: int = 0, num_images: int | None = None, height: int | None = None,
                  width: int | None = None, init_noise: np.ndarray | None = None,
-                 guidance_interval: tuple[float, float] | None | str = "default", callback=None) -> Generation:
+                 guidance_interval: tuple[float, float] | None | str = "default", callback=None,
+                 tile_size: int | None = None) -> Generation:
         """Generate images.
 
         Args:
@@ -112,6 +114,9 @@ class DiffusionPipeline:
             callback: ``callback(step, sigma, x0) -> bool | None`` after each step, with x0 the
                 (B, C, h, w) float32 clean-latent estimate; ``False`` stops sampling: the last x0 is
                 decoded and ``info`` says ``stopped_at_step`` (steps done).
+            tile_size: Stable Diffusion only: decode in tiles of this many pixels square, a positive
+                multiple of the VAE's scale factor (:func:`edgegen.tiling.decode_tiled`: overlaps of
+                1/4 tile blended linearly), bounding the decoder's memory by the tile; None: whole.
         Returns:
             a :class:`Generation` with (B, H, W, C) float32 images in [0, 1].
         Raises:
@@ -122,6 +127,11 @@ class DiffusionPipeline:
         start = time.perf_counter()
         reset(self.engines)
         _check_numbers(num_inference_steps, eta, guidance_scale)
+        if tile_size is not None:
+            if not self.text_to_image:
+                raise EngineInputError(f"tile_size: applies to Stable Diffusion's VAE decode, this is a bare U-Net; "
+                                       f"got {tile_size}")
+            check_tile_size(tile_size, self.latent.scale_factor)
         rng = np.random.default_rng(seed)
         latents = self._initial_latents(init_noise, num_images, height, width, rng)
         plan = SamplingPlan.build(self.schedule, sampler or self.default_sampler, num_inference_steps, sigmas=sigmas)
@@ -137,7 +147,7 @@ class DiffusionPipeline:
         if progress.stopped_at is not None:
             x0 = progress.x0
             info["stopped_at_step"] = progress.stopped_at
-        return Generation(self._decode(x0), info, timings(self.engines, start))
+        return Generation(self._decode(x0, tile_size), info, timings(self.engines, start))
 
     def _initial_latents(self, init_noise, num_images, height, width, rng) -> np.ndarray:
         """(B, C, h, w) float32 N(0, I): ``init_noise`` checked, or drawn from ``rng``."""
@@ -212,10 +222,16 @@ class DiffusionPipeline:
                 "prompt": ",".join(names[int(v)] if int(v) < len(names) else str(int(v)) for v in labels)}
         return {"class_labels": labels}, uncond, info
 
-    def _decode(self, x0: np.ndarray) -> np.ndarray:
+    def _decode(self, x0: np.ndarray, tile_size: int | None = None) -> np.ndarray:
+        """(B, C, h, w) latents -> (B, H, W, C) images in [0, 1]; in tiles of ``tile_size`` px when given."""
         if self.text_to_image:
             scaled = x0 / np.float32(self.latent.scaling_factor)
-            x0 = self.engines["vae_decoder"]({"latents": scaled})["image"]
+            vae = self.engines["vae_decoder"]
+            if tile_size is None:
+                x0 = vae({"latents": scaled})["image"]
+            else:
+                x0 = decode_tiled(lambda x: vae({"latents": x})["image"], scaled, tile_size=tile_size,
+                                  scale_factor=self.latent.scale_factor)
         return to_unit_range(x0, self.image.output_range)
 
     def _class_labels(self, class_label, batch: int) -> np.ndarray:
