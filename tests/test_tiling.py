@@ -93,3 +93,18 @@ def test_stable_diffusion_tiled_decode(tiny_sd_artifact):
     assert error.max() <= 0.04 and error.mean() <= 0.006, (error.max(), error.mean())
     with pytest.raises(InputError, match="tile_size: expected a positive multiple of the scale factor 2"):
         pipe("a cat", tile_size=63, **options)
+
+
+def test_memory_check_offers_tiling(taef2, monkeypatch):
+    """8192x8192 untiled needs tens of GiB of decoder activations: refused, offering --tile-size;
+    tiled it needs the tile's activations plus 2 GiB for the image, which fits in 8 GiB."""
+    from edgegen.artifact import Artifact
+    import importlib
+
+    run = importlib.import_module("edgegen.cli.run")
+
+    monkeypatch.setattr(run, "_available_memory", lambda: 8 << 30)
+    art = Artifact.load(taef2[0])
+    with pytest.raises(InputError, match="or decode in tiles with --tile-size 512"):
+        run._check_memory(art, (8192, 8192), 1, "openvino")
+    run._check_memory(art, (8192, 8192), 1, "openvino", tile_size=512)

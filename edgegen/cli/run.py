@@ -395,6 +395,8 @@ def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | 
         return
     name, est = best
     need = weights + 2 * est.nbytes
+    if tile_size:  # the blended image and its [0, 1] copy span the whole image (float32, up to 4 channels)
+        need += 2 * batch * 4 * 4 * size[0] * size[1]
     if need > available:
         raise InputError(
             f"--height/--width {size[0]}x{size[1]} with {batch} image(s) per batch: needs at least {need / 2**30:.1f} GiB "
