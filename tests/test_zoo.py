@@ -28,21 +28,40 @@ def zoo(tmp_path_factory):
     return arts, load_engine(arts["classifier"], "onnxruntime")
 
 
-def test_guidance_makes_the_requested_digit(zoo):
-    """The issue's goal: DDIM 50 steps, guidance 3: >= 90% of 200 samples classified as the requested
-    digit; markedly fewer with the conditional branch alone (w=1); chance level with the unconditional
-    branch alone (w=0).
-
-    Measured 2026-11-21 (this runtime, 200 samples, 20 per digit): w=3 99.5% (per digit 95-100%),
-    w=1 85.5% (per digit 65-100%; 3 and 8 at 65%), w=0 10%.
-    """
+def _guidance_study(zoo, per_class: int) -> dict[float, float]:
+    """Agreement of the bundled classifier with the requested digit at guidance 3, 1 and 0."""
     arts, classifier = zoo
     pipe = Pipeline.load(arts["digits-diffusion"])
     agreement = {}
     for w in (3.0, 1.0, 0.0):
-        figures = class_agreement(pipe, classifier, guidance_scale=w, per_class=20)
+        figures = class_agreement(pipe, classifier, guidance_scale=w, per_class=per_class)
         agreement[w] = figures["agreement"]
         print(f"guidance {w}: agreement {agreement[w]:.3f}, per class {figures['per_class']}")
+    return agreement
+
+
+def test_guidance_makes_the_requested_digit(zoo):
+    """DDIM 50 steps, 100 samples (10 per digit, seeded): guidance 3 >= 90% classified as the
+    requested digit, markedly fewer with the conditional branch alone (w=1), chance level with the
+    unconditional branch alone (w=0). The 200-sample study of the model card is the slow test below.
+
+    Measured 2026-11-23 (this runtime, 100 samples, seed 0): w=3 100%, w=1 86% (per digit 60-100%),
+    w=0 11%. About 95 s on 2 cores.
+    """
+    agreement = _guidance_study(zoo, per_class=10)
+    assert agreement[3.0] >= 0.9
+    assert agreement[1.0] <= agreement[3.0] - 0.1, agreement
+    assert agreement[0.0] <= 0.3
+
+
+@pytest.mark.slow
+def test_guidance_makes_the_requested_digit_200_samples(zoo):
+    """The issue's goal on 200 samples (20 per digit), as in MODEL_CARDS.md.
+
+    Measured 2026-11-21 (this runtime, 200 samples): w=3 99.5% (per digit 95-100%), w=1 85.5%
+    (per digit 65-100%; 3 and 8 at 65%), w=0 10%. About 5 min on 2 cores, so not in the default run.
+    """
+    agreement = _guidance_study(zoo, per_class=20)
     assert agreement[3.0] >= 0.9
     assert agreement[1.0] <= agreement[3.0] - 0.1, agreement
     assert agreement[0.0] <= 0.3
