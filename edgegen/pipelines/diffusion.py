@@ -127,27 +127,26 @@ class DiffusionPipeline:
         start = time.perf_counter()
         reset(self.engines)
         _check_numbers(num_inference_steps, eta, guidance_scale)
-        if tile_size is not None:
-            if not self.text_to_image:
-                raise EngineInputError(f"tile_size: applies to Stable Diffusion's VAE decode, this is a bare U-Net; "
-                                       f"got {tile_size}")
-            check_tile_size(tile_size, self.latent.scale_factor)
+        self._check_tile_size(tile_size)
         rng = np.random.default_rng(seed)
         latents = self._initial_latents(init_noise, num_images, height, width, rng)
         plan = SamplingPlan.build(self.schedule, sampler or self.default_sampler, num_inference_steps, sigmas=sigmas)
         denoise, info = self._condition(plan, len(latents), prompt, negative_prompt, class_label, guidance_scale,
                                         guidance_interval)
-        progress = _Progress(callback)
-        try:
-            x0 = plan.run(denoise, latents, eta=eta, noise=gaussian_noise(rng), callback=progress)
-        except ValueError as exc:  # eta for a sampler with a fixed one
-            raise EngineInputError(str(exc)) from None
+        x0, stopped_at = _sample(plan, denoise, latents, eta, rng, callback)
         info.update(model=self.artifact.family, seed=seed, sampler=plan.sampler.value, sigmas=plan.sigma_schedule.value,
                     steps=num_inference_steps, eta=plan.default_eta() if eta is None else eta, backend=self.backend, precision=self.precision)
-        if progress.stopped_at is not None:
-            x0 = progress.x0
-            info["stopped_at_step"] = progress.stopped_at
+        if stopped_at is not None:
+            info["stopped_at_step"] = stopped_at
         return Generation(self._decode(x0, tile_size), info, timings(self.engines, start))
+
+    def _check_tile_size(self, tile_size: int | None) -> None:
+        if tile_size is None:
+            return
+        if not self.text_to_image:
+            raise EngineInputError(f"tile_size: applies to Stable Diffusion's VAE decode, this is a bare U-Net; "
+                                   f"got {tile_size}")
+        check_tile_size(tile_size, self.latent.scale_factor)
 
     def _initial_latents(self, init_noise, num_images, height, width, rng) -> np.ndarray:
         """(B, C, h, w) float32 N(0, I): ``init_noise`` checked, or drawn from ``rng``."""
@@ -270,6 +269,18 @@ class _Progress:
             self.stopped_at = step + 1
             return False
         return True
+
+
+def _sample(plan, denoise, latents: np.ndarray, eta, rng, callback) -> tuple[np.ndarray, int | None]:
+    """Run the sampler: (x0, None), or (the last x0 estimate, steps done) when ``callback`` stopped it."""
+    progress = _Progress(callback)
+    try:
+        x0 = plan.run(denoise, latents, eta=eta, noise=gaussian_noise(rng), callback=progress)
+    except ValueError as exc:  # eta for a sampler with a fixed one
+        raise EngineInputError(str(exc)) from None
+    if progress.stopped_at is not None:
+        return progress.x0, progress.stopped_at
+    return x0, None
 
 
 def _check_numbers(steps, eta, guidance_scale) -> None:
