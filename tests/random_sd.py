@@ -63,7 +63,7 @@ def build_random_sd(out: str | Path, preset: str = "tiny", seed: int = 0) -> Pat
     The scheduler is DDIM with SD 1.5's schedule (scaled_linear 0.00085..0.012, steps_offset 1,
     set_alpha_to_one false, clip_sample false). Returns ``out``.
     """
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from edgegen.export.diffusers import quiet_hugging_face
@@ -82,10 +82,18 @@ def build_random_sd(out: str | Path, preset: str = "tiny", seed: int = 0) -> Pat
     text = CLIPTextModel(CLIPTextConfig(vocab_size=text_vocab, max_position_embeddings=77, layer_norm_eps=1e-5,
                                         bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
                                         pad_token_id=vocab["<|endoftext|>"], **cfg["text"]))
+    return save_sd_pipeline(out, unet=unet, vae=vae, text_encoder=text, tokenizer=tokenizer)
+
+
+def save_sd_pipeline(out: str | Path, *, unet, vae, text_encoder, tokenizer) -> Path:
+    """Save random-init components as a diffusers StableDiffusionPipeline directory with SD's DDIM
+    scheduler config (scaled_linear betas 0.00085..0.012, steps_offset 1) and no safety checker."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                               set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae.eval(), text_encoder=text.eval(), tokenizer=tokenizer, unet=unet.eval(),
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+    pipe = StableDiffusionPipeline(vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=tokenizer,
+                                   unet=unet.eval(), scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.save_pretrained(str(out))
-    return out
+    return Path(out)
