@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 from . import __version__
 from .atomic import umask_mode, write_json_atomic
-from .checksums import cached_sha256, file_keys, remember, sha256_file  # noqa: F401  (sha256_file re-exported)
+from .checksums import cached_sha256, file_keys, remember
 from .errors import ArtifactError, ManifestError
 from .manifest import SCHEMA_VERSION, Component, Manifest, Variant, parse_manifest
 from .types import Backend, Family, Precision

@@ -15,13 +15,16 @@ import traceback
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from ..errors import EdgegenError
+
+if TYPE_CHECKING:
+    from ..progress import ProgressCallback
 
 console = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 state = {"debug": False, "command": None}
@@ -190,8 +193,6 @@ def progress_bar() -> Iterator["ProgressCallback"]:
     with ``total=None`` for a new label (a message) is printed whole, as plain text, above the bars.
     """
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from ..progress import ProgressCallback  # noqa: F401  (the type this yields)
 
     columns = (SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), TextColumn("ETA"),

@@ -16,7 +16,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..artifact import Artifact, sha256_file
+from ..artifact import Artifact
+from ..checksums import sha256_file
 from ..atomic import write_bytes_atomic, write_json_atomic
 from ..errors import EngineLoadError, ParityError
 from ..progress import ProgressCallback, silent

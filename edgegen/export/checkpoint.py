@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..artifact import sha256_file
+from ..checksums import sha256_file
 from ..errors import ExportError, UnsafeCheckpointError
 
 

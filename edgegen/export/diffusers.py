@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 
-from ..artifact import atomic_artifact, sha256_file
+from ..artifact import atomic_artifact
+from ..checksums import sha256_file
 from ..errors import ExportError
 from ..progress import ProgressCallback, silent
 from ..runtimes.base import TensorSpec

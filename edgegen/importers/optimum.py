@@ -36,7 +36,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..artifact import atomic_artifact, sha256_file
+from ..artifact import atomic_artifact
+from ..checksums import sha256_file
 from ..errors import ImportSourceError
 from ..gates import parity_gate
 from ..progress import ProgressCallback, silent

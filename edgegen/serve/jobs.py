@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..checksums import sha256_file
 from ..errors import EdgegenError
 from ..progress import ProgressCallback, silent
 from .requests import ImageRequest, ModelCard, RequestError, parse_request
@@ -108,7 +109,7 @@ def verified(out: Path, requests: list[ImageRequest]) -> set[int]:
             try:
                 entry = json.loads(line)
                 file = out / entry["file"]
-                if file.is_file() and hashlib.sha256(file.read_bytes()).hexdigest() == entry["sha256"]:
+                if file.is_file() and sha256_file(file) == entry["sha256"]:
                     listed.setdefault(int(entry["request"]), set()).add(int(entry["image"]))
             except (ValueError, KeyError, TypeError):
                 continue  # a line torn by an interrupted run
