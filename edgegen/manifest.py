@@ -36,7 +36,7 @@ MAX_CLASSES = 1 << 20
 MAX_TRAIN_TIMESTEPS = 100_000
 DTYPES = ("float32", "float16", "float64", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
 FORMATS = ("onnx", "openvino")  # openvino: IR .xml + .bin, from `edgegen import`
-COMPONENTS = {Family.stable_diffusion: ("text_encoder", "unet", "vae_decoder"), Family.unet: ("unet",),
+COMPONENTS = {Family.stable_diffusion: ("text_encoder", "unet", "vae_decoder", "vae_encoder"), Family.unet: ("unet",),
               Family.generator: ("generator",), Family.vae_decoder: ("vae_decoder",)}
 _MISSING = ManifestError.MISSING
 _SHA256 = re.compile(r"[0-9a-f]{64}")

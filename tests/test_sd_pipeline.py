@@ -76,7 +76,7 @@ def test_cli_run_writes_pngs_with_metadata(tiny_sd_artifact, tmp_path):
 def test_manifest_records_what_the_artifact_is(tiny_sd_artifact):
     m = json.loads((tiny_sd_artifact / "edgegen.json").read_text())
     assert m["family"] == "stable-diffusion" and m["schema_version"] == 1
-    assert set(m["components"]) == {"text_encoder", "unet", "vae_decoder"}
+    assert set(m["components"]) == {"text_encoder", "unet", "vae_decoder", "vae_encoder"}
     unet = m["components"]["unet"]
     assert unet["inputs"][0]["shape"] == ["batch", 4, "latent_height", "latent_width"]
     assert unet["parity"]["outputs"]["noise_pred"]["max_abs"] < 1e-4

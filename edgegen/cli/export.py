@@ -26,7 +26,7 @@ class TimestepDtype(str, Enum):
     int64, float32 = "int64", "float32"
 
 
-_SD_COMPONENTS = {SdModel.sd: ("text_encoder", "unet", "vae_decoder"), SdModel.sd_unet: ("unet",),
+_SD_COMPONENTS = {SdModel.sd: ("text_encoder", "unet", "vae_decoder", "vae_encoder"), SdModel.sd_unet: ("unet",),
                   SdModel.sd_vae_decoder: ("vae_decoder",), SdModel.sd_text_encoder: ("text_encoder",)}
 
 

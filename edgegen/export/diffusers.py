@@ -18,7 +18,7 @@ from .onnx import ComponentSpec, export_component
 if TYPE_CHECKING:
     from ..calibration.int8 import Int8Options
 
-SD_COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+SD_COMPONENTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
 
 
 class _TextEncoder(torch.nn.Module):
@@ -46,6 +46,20 @@ class _VaeDecoder(torch.nn.Module):
 
     def forward(self, latents):
         return self.vae.decode(latents, return_dict=False)[0]
+
+
+class _VaeEncoder(torch.nn.Module):
+    """image -> (mean, std) of the VAE's diagonal Gaussian latent distribution (before scaling_factor):
+    diffusers' ``DiagonalGaussianDistribution`` (logvar clamped to [-30, 20], std = exp(logvar / 2)),
+    so the runtime can sample ``mean + std * noise`` as ``retrieve_latents`` does."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, image):
+        dist = self.vae.encode(image, return_dict=False)[0]
+        return dist.mean, dist.std
 
 
 def quiet_hugging_face() -> None:
@@ -170,9 +184,19 @@ class _Exporter:
             sizes={"batch": 1, "latent_height": min(size, 32), "latent_width": min(size, 32)})
         return self._export(_VaeDecoder(vae), spec, "vae")
 
+    def vae_encoder(self, vae, size: int, scale: int) -> dict:
+        channels = int(vae.config.latent_channels)
+        latent = ("batch", channels, "latent_height", "latent_width")
+        side = min(size, 32)
+        spec = ComponentSpec(
+            "vae_encoder", (TensorSpec("image", ("batch", 3, "height", "width"), "float32"),),
+            (TensorSpec("latent_mean", latent, "float32"), TensorSpec("latent_std", latent, "float32")),
+            sizes={"batch": 1, "height": side * scale, "width": side * scale})
+        return self._export(_VaeEncoder(vae), spec, "vae")
+
 
 def _export_components(exporter: _Exporter, components: tuple[str, ...], vae) -> dict:
-    """The manifest entries of the exported components (text encoder, U-Net, VAE decoder in order)."""
+    """The manifest entries of the exported components (text encoder, U-Net, VAE decoder, VAE encoder in order)."""
     from transformers import CLIPTextModel
 
     entries = {}
@@ -187,6 +211,9 @@ def _export_components(exporter: _Exporter, components: tuple[str, ...], vae) ->
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     if "vae_decoder" in components:
         entries["vae_decoder"] = exporter.vae_decoder(vae, exporter.sample_size or int(vae.config.sample_size) // scale)
+    if "vae_encoder" in components:
+        entries["vae_encoder"] = exporter.vae_encoder(vae, exporter.sample_size or int(vae.config.sample_size) // scale,
+                                                      scale)
     return entries
 
 
@@ -198,8 +225,9 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
     Args:
         source: a local diffusers directory (``model_index.json``, ``unet/``, ``vae/``,
             ``text_encoder/``, ``tokenizer/``, ``scheduler/``) or a hub id.
-        components: any of ``text_encoder``, ``unet``, ``vae_decoder``; all three give a
-            runnable text-to-image artifact, fewer a partial one (for benchmarking or quantizing).
+        components: any of ``text_encoder``, ``unet``, ``vae_decoder``, ``vae_encoder``; the first
+            three give a runnable text-to-image artifact, with ``vae_encoder`` (the default) also
+            image-to-image; fewer a partial one (for benchmarking or quantizing).
         progress: ``(stage, done, total)`` messages per loading / tracing / gating step.
     Graphs have dynamic batch and spatial dims; the U-Net's timestep is float32 (batch,).
     The tokenizer is saved as ``tokenizer.json`` for the ``tokenizers`` package; the scheduler
