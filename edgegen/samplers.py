@@ -20,8 +20,10 @@ References:
     equivalence against DDIM written in VP space (eq. 12).
     DPM-Solver++ 2M: Lu et al. 2022 ("DPM-Solver++", alg. 2, multistep second order, data
     prediction); k-diffusion's ``sample_dpmpp_2m``.
+    LCM: Luo et al. 2023 ("Latent Consistency Models", alg. 3, multistep consistency sampling),
+    diffusers' ``LCMScheduler``; like DDPM it runs in VP space.
 Numerical parity with diffusers' DDPM / DDIM / EulerDiscrete / EulerAncestralDiscrete /
-DPMSolverMultistep schedulers is tested to 1e-5.
+DPMSolverMultistep / LCM schedulers is tested to 1e-5.
 """
 
 from __future__ import annotations
@@ -212,6 +214,45 @@ def sample_dpmpp_2m(denoise: Denoise, x: np.ndarray, sigmas: np.ndarray, *, firs
     return x
 
 
+def sample_lcm(denoise: Denoise, x: np.ndarray, alphas_cumprod: np.ndarray, c_skip: np.ndarray, c_out: np.ndarray,
+               *, noise: Noise | None, callback: Callback | None = None) -> np.ndarray:
+    """Multistep latent consistency sampling (Luo et al. 2023, alg. 3; diffusers' ``LCMScheduler``).
+
+    At each grid timestep the consistency function ``f(x_t) = c_skip x_t + c_out x0`` maps the
+    VP sample to a clean estimate (x0 from the denoiser, clipped when it clips); every step but
+    the last then re-noises it to the next grid timestep with fresh noise,
+    ``x = sqrt(a_next) f + sqrt(1 - a_next) z``. The last step returns ``f`` itself (no noise;
+    one step is one network call and no noise at all). ``callback`` sees ``f`` as the x0 estimate.
+
+    Args:
+        denoise: see module docstring; called at ``vp_sigma(alphas_cumprod[i])``.
+        x: (B, C, H, W) float32 VP ``x_t`` at the first grid timestep, initially N(0, I).
+        alphas_cumprod: (N,) float32 ``alphas_cumprod`` at the run's grid timesteps
+            (``NoiseSchedule.lcm_timesteps``).
+        c_skip, c_out: (N,) float32 boundary scalings at those timesteps (``NoiseSchedule.lcm_scalings``).
+        noise: standard-normal source, called once per step except the last (may be None for N = 1).
+    Returns:
+        (B, C, H, W) float32 clean sample (VP space at t = 0, i.e. the latents to decode).
+    Raises:
+        ValueError: more than one step and no noise source.
+    """
+    n = len(alphas_cumprod)
+    if n > 1 and noise is None:
+        raise ValueError(f"sample_lcm: {n} steps re-noise between steps and need a noise source, got noise=None")
+    for i in range(n):
+        a = np.float32(alphas_cumprod[i])
+        sigma = vp_sigma(a)
+        x0 = denoise(x / a**0.5, sigma).x0
+        denoised = np.float32(c_out[i]) * x0 + np.float32(c_skip[i]) * x
+        x = denoised
+        if i < n - 1:
+            a_next = np.float32(alphas_cumprod[i + 1])
+            x = a_next**0.5 * denoised + (1 - a_next) ** 0.5 * noise(x.shape)
+        if _stop(callback, i, sigma, denoised):
+            break
+    return x
+
+
 @dataclass(frozen=True)
 class SamplingPlan:
     """Everything one sampling run needs, derived from a schedule, a sampler and a step count.
@@ -221,16 +262,17 @@ class SamplingPlan:
         sigmas: (N+1,) float32 decreasing noise levels: where each step starts, then where
             sampling ends.
         timesteps: (N,) what the network is fed at ``sigmas[:-1]``, as diffusers feeds it
-            (int64 for ddpm / ddim / dpmpp-2m, float32 for the Euler samplers).
+            (int64 for ddpm / ddim / dpmpp-2m / lcm, float32 for the Euler samplers).
         init_noise_sigma: diffusers' ``init_noise_sigma``: N(0, I) latents times this are the
             sampler's start, in VP space when ``vp`` else in sigma space.
-        vp: whether diffusers' reference sampler holds VP samples (ddpm, ddim, dpmpp-2m).
+        vp: whether diffusers' reference sampler holds VP samples (ddpm, ddim, dpmpp-2m, lcm).
         sigma_schedule: how ``sigmas`` are spaced.
         sigmas_to: DDIM: (N,) where each step lands (see :func:`sample_euler_ancestral`).
-        alphas_cumprod, alphas_cumprod_prev: DDPM: (N,) float32.
+        alphas_cumprod, alphas_cumprod_prev: DDPM: (N,) float32; LCM: ``alphas_cumprod`` at its timesteps.
         final_noise: DDPM: noise on the last step too.
         first_order_final: DPM++ 2M: last step first order.
-        clip: whether x0 is clipped (ddpm / ddim with ``clip_sample``; diffusers' other
+        c_skip, c_out: LCM: (N,) float32 boundary scalings.
+        clip: whether x0 is clipped (ddpm / ddim / lcm with ``clip_sample``; diffusers' other
             schedulers never clip).
     """
 
@@ -247,23 +289,27 @@ class SamplingPlan:
     first_order_final: bool = False
     clip: bool = False
     variance_type: str = "fixed_small"
+    c_skip: np.ndarray | None = None
+    c_out: np.ndarray | None = None
 
     @classmethod
     def build(cls, schedule: NoiseSchedule, sampler: str | Sampler, num_inference_steps: int, *,
               sigmas: str | SigmaSchedule | None = None) -> "SamplingPlan":
         """Plan a run. ``sigmas`` None takes the config's (``use_karras_sigmas`` ...) for the
-        Euler samplers and dpmpp-2m, discrete for ddpm / ddim.
+        Euler samplers and dpmpp-2m, discrete for ddpm / ddim / lcm.
 
         Raises:
-            ScheduleError: an unknown sampler or sigma schedule, a step count outside 1..T, or
-                Karras / exponential sigmas asked of ddpm / ddim.
+            ScheduleError: an unknown sampler or sigma schedule, a step count outside 1..T (lcm:
+                1..``original_inference_steps``), or Karras / exponential sigmas asked of ddpm / ddim / lcm.
         """
         sampler = _parse(Sampler, sampler, "sampler")
-        fixed = sampler in (Sampler.ddpm, Sampler.ddim)
+        fixed = sampler in (Sampler.ddpm, Sampler.ddim, Sampler.lcm)
         kind = _parse(SigmaSchedule, sigmas or ("discrete" if fixed else schedule.sigma_schedule), "sigmas")
         if fixed and kind != SigmaSchedule.discrete:
             raise ScheduleError(f"sigmas: {sampler.value} runs on the discrete training sigmas; expected discrete "
                                 f"(karras / exponential need euler, euler-a or dpmpp-2m), got '{kind.value}'")
+        if sampler == Sampler.lcm:
+            return cls._lcm(schedule, num_inference_steps)
         if fixed:
             timesteps = schedule.timesteps(num_inference_steps)
             a_t, a_prev = (schedule.ddpm_alphas if sampler == Sampler.ddpm else schedule.ddim_alphas)(timesteps)
@@ -279,6 +325,14 @@ class SamplingPlan:
         timesteps, sig = schedule.euler_sigmas(num_inference_steps, kind.value)
         return cls(sampler, sig, timesteps, schedule.init_noise_sigma(sig), False, kind)
 
+    @classmethod
+    def _lcm(cls, schedule: NoiseSchedule, num_inference_steps: int) -> "SamplingPlan":
+        timesteps = schedule.lcm_timesteps(num_inference_steps)
+        a_t = schedule.alphas_cumprod[timesteps]
+        c_skip, c_out = schedule.lcm_scalings(timesteps)
+        return cls(Sampler.lcm, np.append(vp_sigma(a_t), np.float32(0)).astype(np.float32), timesteps, 1.0, True,
+                   alphas_cumprod=a_t, clip=schedule.clip_sample_range is not None, c_skip=c_skip, c_out=c_out)
+
     @property
     def steps(self) -> int:
         return len(self.timesteps)
@@ -291,8 +345,8 @@ class SamplingPlan:
                         timestep_dtype=timestep_dtype, clip_sample_range=schedule.clip_sample_range if self.clip else None)
 
     def default_eta(self) -> float:
-        """Eta when none is given: 1 for ddpm / euler-a (ancestral), else 0."""
-        return 1.0 if self.sampler in (Sampler.ddpm, Sampler.euler_a) else 0.0
+        """Eta when none is given: 1 for ddpm / euler-a / lcm (fresh noise every step), else 0."""
+        return 1.0 if self.sampler in (Sampler.ddpm, Sampler.euler_a, Sampler.lcm) else 0.0
 
     def run(self, denoise: Denoise, latents: np.ndarray, *, eta: float | None = None, noise: Noise | None = None,
             callback: Callback | None = None) -> np.ndarray:
@@ -301,7 +355,7 @@ class SamplingPlan:
         ``eta`` applies to ddim (default 0) and euler-a (default 1); an explicit 0 is honoured.
         When ``callback`` stops the run, the result is the sample where it stopped (still noisy);
         the clean estimate is the ``x0`` the callback last saw (what the pipeline decodes).
-        Raises ValueError for an eta other than the fixed one of ddpm (1), euler and dpmpp-2m (0).
+        Raises ValueError for an eta other than the fixed one of ddpm / lcm (1), euler and dpmpp-2m (0).
         """
         eta = self.default_eta() if eta is None else float(eta)
         if self.sampler not in (Sampler.ddim, Sampler.euler_a) and eta != self.default_eta():
@@ -313,6 +367,8 @@ class SamplingPlan:
         if self.sampler == Sampler.ddpm:
             return sample_ddpm(denoise, x, self.alphas_cumprod, self.alphas_cumprod_prev, noise=noise,
                                variance_type=self.variance_type, final_noise=self.final_noise, callback=callback)
+        if self.sampler == Sampler.lcm:
+            return sample_lcm(denoise, x, self.alphas_cumprod, self.c_skip, self.c_out, noise=noise, callback=callback)
         if self.vp:
             x *= (1 + self.sigmas[0] ** 2) ** np.float32(0.5)
         if self.sampler == Sampler.dpmpp_2m:

@@ -6,8 +6,8 @@ Its methods give the explicit arrays the samplers in :mod:`edgegen.samplers` run
 timesteps for the network, ``alphas_cumprod`` pairs for DDPM / DDIM, ``sigmas`` for Euler.
 
 The arithmetic follows diffusers' ``DDPMScheduler``, ``DDIMScheduler``,
-``EulerDiscreteScheduler``, ``EulerAncestralDiscreteScheduler`` and
-``DPMSolverMultistepScheduler`` (v0.2x-0.4x) so that the same config gives the same timesteps,
+``EulerDiscreteScheduler``, ``EulerAncestralDiscreteScheduler``,
+``DPMSolverMultistepScheduler`` and ``LCMScheduler`` (v0.2x-0.4x) so that the same config gives the same timesteps,
 sigmas and coefficients; tests check it against diffusers. Sigma schedules other than the
 training one: Karras et al. 2022 (eq. 5, rho 7) and exponential (uniform in log sigma).
 """
@@ -37,6 +37,9 @@ _UNSUPPORTED_TRUE = ("thresholding", "rescale_betas_zero_snr", "use_beta_sigmas"
                      "use_flow_sigmas")
 # DPMSolverMultistepScheduler options edgegen implements only at these values (DPM-Solver++ 2M).
 _DPM_FIXED = {"algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "midpoint"}
+# LCMScheduler's own defaults differ from the other schedulers' (SD's betas); a config that omits
+# them means these.
+_LCM_DEFAULTS = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
 
 
 def _betas(config: Mapping[str, Any]) -> np.ndarray:
@@ -109,6 +112,9 @@ class NoiseSchedule:
             ``use_exponential_sigmas``, else ``discrete``); a run may override it.
         final_sigmas_type: ``zero`` or ``sigma_min`` (the last noise level of Euler / DPM++).
         lower_order_final, euler_at_final, lambda_min_clipped: DPMSolverMultistepScheduler's options.
+        original_inference_steps: LCMScheduler's distillation grid size (50: timesteps k-1, 2k-1, ...,
+            T-1 with k = T // 50).
+        timestep_scaling: LCMScheduler's factor on the timestep in the boundary scalings (10).
         config: the diffusers config this was read from, as given.
     """
 
@@ -124,6 +130,8 @@ class NoiseSchedule:
     lower_order_final: bool = True
     euler_at_final: bool = False
     lambda_min_clipped: float = -math.inf
+    original_inference_steps: int = 50
+    timestep_scaling: float = 10.0
     config: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -151,6 +159,8 @@ class NoiseSchedule:
             if config.get("_class_name") == "DPMSolverMultistepScheduler" and config.get(key, value) != value:
                 raise ScheduleError(f"{key}: edgegen implements DPM-Solver++ 2M only; expected {value!r}, "
                                     f"got {config[key]!r}")
+        if config.get("_class_name") == "LCMScheduler":
+            config = {**_LCM_DEFAULTS, **config}
         if config.get("use_karras_sigmas") and config.get("use_exponential_sigmas"):
             raise ScheduleError("use_karras_sigmas / use_exponential_sigmas: expected at most one true, got both")
         betas = _checked_betas(config)
@@ -176,6 +186,7 @@ class NoiseSchedule:
             lower_order_final=bool(config.get("lower_order_final", True)),
             euler_at_final=bool(config.get("euler_at_final", False)),
             lambda_min_clipped=float(config.get("lambda_min_clipped", -math.inf)),
+            **_lcm_options(config, int(betas.shape[0])),
             config=dict(config),
         )
 
@@ -302,10 +313,57 @@ class NoiseSchedule:
             timesteps = t.astype(np.int64)
         return timesteps, np.append(sigmas, self._final_sigma()).astype(np.float32)
 
+    def lcm_timesteps(self, num_inference_steps: int, strength: float = 1.0) -> np.ndarray:
+        """(N,) int64 descending timesteps of LCMScheduler's ``set_timesteps`` (Luo et al. 2023, sec. 4.3).
+
+        The distillation grid is ``k-1, 2k-1, ..., m k - 1`` with ``k = T // original_inference_steps``
+        and ``m = int(original_inference_steps * strength)``; the run takes N points of it, evenly
+        spaced in index from the top (``floor(linspace(0, m, N, endpoint=False))``). The config's
+        ``timestep_spacing`` plays no part, as in diffusers.
+        Raises:
+            ScheduleError: N outside 1..m (at most ``original_inference_steps``), strength not in (0, 1].
+        """
+        n = int(num_inference_steps)
+        if not 0 < strength <= 1:
+            raise ScheduleError(f"strength: expected a number in (0, 1], got {strength!r}")
+        grid = (np.arange(1, int(self.original_inference_steps * strength) + 1) * self._lcm_k - 1)[::-1]
+        if not 1 <= n <= len(grid):
+            raise ScheduleError(f"num_inference_steps: LCM takes 1..{len(grid)} steps (points of its "
+                                f"{self.original_inference_steps}-step distillation grid), got {num_inference_steps}")
+        return grid[np.floor(np.linspace(0, len(grid), num=n, endpoint=False)).astype(np.int64)].astype(np.int64)
+
+    @property
+    def _lcm_k(self) -> int:
+        return self.num_train_timesteps // self.original_inference_steps
+
+    def lcm_scalings(self, timesteps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Consistency-model boundary scalings at ``timesteps`` (LCMScheduler's
+        ``get_scalings_for_boundary_condition_discrete``; Song et al. 2023, eq. 7, sigma_data 0.5).
+
+        With ``s = timestep * timestep_scaling``: ``c_skip = 0.25 / (s**2 + 0.25)``,
+        ``c_out = s / sqrt(s**2 + 0.25)``, so ``c_skip -> 0`` and ``c_out -> 1`` away from t = 0.
+        Returns:
+            (c_skip, c_out), two (N,) float32 arrays (float32 as diffusers computes them).
+        """
+        s = np.asarray(timesteps).astype(np.float32) * np.float32(self.timestep_scaling)
+        var = np.float32(0.5) ** 2
+        return (var / (s * s + var)).astype(np.float32), (s / (s * s + var) ** np.float32(0.5)).astype(np.float32)
+
     def init_noise_sigma(self, sigmas: np.ndarray) -> float:
         """Scale of the initial Gaussian latents for Euler samplers (diffusers' rule)."""
         top = float(sigmas.max())
         return top if self.timestep_spacing in ("linspace", "trailing") else (top**2 + 1) ** 0.5
+
+
+def _lcm_options(config: Mapping[str, Any], total: int) -> dict:
+    """LCMScheduler's ``original_inference_steps`` (1..T) and ``timestep_scaling`` (finite, > 0), checked."""
+    steps, scaling = config.get("original_inference_steps", 50), config.get("timestep_scaling", 10.0)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= total:
+        raise ScheduleError(f"original_inference_steps: expected an integer in 1..{total} (the training "
+                            f"timesteps), got {steps!r}")
+    if isinstance(scaling, bool) or not isinstance(scaling, (int, float)) or not (math.isfinite(scaling) and scaling > 0):
+        raise ScheduleError(f"timestep_scaling: expected a finite number > 0, got {scaling!r}")
+    return {"original_inference_steps": steps, "timestep_scaling": float(scaling)}
 
 
 def karras_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> np.ndarray:

@@ -58,6 +58,7 @@ class Sampler(str, Enum):
     euler = "euler"  # Karras et al. 2022, alg. 1 without churn
     euler_a = "euler-a"  # Euler ancestral (k-diffusion)
     dpmpp_2m = "dpmpp-2m"  # DPM-Solver++ 2M, Lu et al. 2022
+    lcm = "lcm"  # Latent Consistency Models, Luo et al. 2023, multistep consistency sampling
 
 
 class SigmaSchedule(str, Enum):

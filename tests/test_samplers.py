@@ -328,3 +328,78 @@ def test_denoiser_timestep_lookup_and_parametrizations():
         schedule = NoiseSchedule.from_config({"prediction_type": prediction_type})
         d = Denoiser(analytic_network(schedule), schedule, **table)(x, np.float32(2.0))
         np.testing.assert_allclose(d.x0 + 2.0 * d.eps, x, atol=1e-5)
+
+
+LCM_CONFIGS = [
+    dict(**SD_BETAS, timestep_spacing="leading", steps_offset=1),  # LCM_Dreamshaper_v7's scheduler config
+    dict(**SD_BETAS, original_inference_steps=25, timestep_scaling=5.0, set_alpha_to_one=False),
+    dict(beta_schedule="linear", clip_sample=True, clip_sample_range=1.5),
+]
+
+
+def run_diffusers_lcm(config, steps, latents, seed):
+    keys = set(inspect.signature(diffusers.LCMScheduler.__init__).parameters)
+    sched = diffusers.LCMScheduler(num_train_timesteps=1000, **{k: v for k, v in config.items() if k in keys})
+    sched.set_timesteps(steps)
+    acp, pred = sched.alphas_cumprod.numpy(), config.get("prediction_type", "epsilon")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(latents) * sched.init_noise_sigma
+    for t in sched.timesteps:
+        out = torch.from_numpy(analytic_model(sched.scale_model_input(x, t).numpy(), float(t), acp, pred))
+        x, denoised = sched.step(out, t, x, generator=gen, return_dict=False)
+    return denoised.numpy(), sched
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+@pytest.mark.parametrize("steps", [1, 2, 4, 8])
+@pytest.mark.parametrize("config", LCM_CONFIGS, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_lcm_matches_diffusers(config, steps, prediction_type):
+    """LCMScheduler.step given the same model outputs and noise: grid timesteps exactly, the
+    boundary scalings, re-noising with fresh noise and the noiseless last step, to 1e-5."""
+    config = {**config, "prediction_type": prediction_type}
+    latents = np.random.default_rng(3).standard_normal(SHAPE, dtype=np.float32)
+    ref, sched = run_diffusers_lcm(config, steps, latents, seed=11)
+    got, plan = run_edgegen("lcm", {**config, "_class_name": "LCMScheduler"}, steps, latents, seed=11, eta=None)
+    np.testing.assert_array_equal(plan.timesteps, sched.timesteps.numpy())
+    c_skip, c_out = zip(*(sched.get_scalings_for_boundary_condition_discrete(t) for t in sched.timesteps))
+    np.testing.assert_allclose(plan.c_skip, torch.stack(c_skip).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(plan.c_out, torch.stack(c_out).numpy(), rtol=1e-6)
+    assert np.abs(ref).max() < 10, "the analytic model should keep samples O(1)"
+    assert np.abs(got - ref).max() <= 1e-5, f"max abs diff {np.abs(got - ref).max()}"
+
+
+def test_lcm_callback_sees_the_consistency_estimate_and_can_stop():
+    """Stopping after step k leaves the k-th consistency output as the x0 the callback saw (what the
+    pipeline decodes); the last step adds no noise (one noise draw fewer than steps)."""
+    schedule = NoiseSchedule.from_config({"_class_name": "LCMScheduler", **SD_BETAS})
+    plan = SamplingPlan.build(schedule, "lcm", 4)
+    denoise = plan.denoiser(analytic_network(schedule), schedule)
+    draws, seen = [], []
+    rng = np.random.default_rng(0)
+
+    def noise(shape):
+        draws.append(shape)
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    latents = np.random.default_rng(1).standard_normal(SHAPE, dtype=np.float32)
+    out = plan.run(denoise, latents, noise=noise, callback=lambda i, s, x0: seen.append(x0.copy()))
+    assert len(draws) == 3 and len(seen) == 4 and np.array_equal(out, seen[-1])
+    assert plan.default_eta() == 1.0 and plan.init_noise_sigma == 1.0
+    with pytest.raises(ValueError, match="eta"):
+        plan.run(denoise, latents, eta=0.0, noise=noise)
+    with pytest.raises(ValueError, match="noise source"):
+        plan.run(denoise, latents, noise=None)
+
+
+@pytest.mark.parametrize("config, steps, match", [
+    ({}, 51, "LCM takes 1..50 steps"),
+    ({"original_inference_steps": 2000}, 4, "original_inference_steps: expected an integer in 1..1000"),
+    ({"original_inference_steps": 4.0}, 4, "original_inference_steps"),
+    ({"timestep_scaling": 0}, 4, "timestep_scaling: expected a finite number > 0"),
+    ({"thresholding": True}, 4, "thresholding=true is not supported"),
+])
+def test_lcm_options_are_validated(config, steps, match):
+    with pytest.raises(ScheduleError, match=match):
+        SamplingPlan.build(NoiseSchedule.from_config({"_class_name": "LCMScheduler", **config}), "lcm", steps)
+    with pytest.raises(ScheduleError, match="sigmas: lcm runs on the discrete"):
+        SamplingPlan.build(NoiseSchedule.from_config({}), "lcm", 4, sigmas="karras")

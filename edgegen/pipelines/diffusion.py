@@ -28,7 +28,8 @@ from .base import EngineHook, Generation, load_components, reset, timings
 
 # The sampler a scheduler config's own class corresponds to, when none is asked for.
 _DEFAULT_SAMPLER = {"DDPMScheduler": "ddpm", "DDIMScheduler": "ddim", "EulerDiscreteScheduler": "euler",
-                    "EulerAncestralDiscreteScheduler": "euler-a", "DPMSolverMultistepScheduler": "dpmpp-2m"}
+                    "EulerAncestralDiscreteScheduler": "euler-a", "DPMSolverMultistepScheduler": "dpmpp-2m",
+                    "LCMScheduler": "lcm"}
 
 
 class DiffusionPipeline:
@@ -96,12 +97,13 @@ class DiffusionPipeline:
             class_label: class-conditional U-Nets only: one label (0..num_classes-1) for all images or
                 one per image; default: cycle through the classes.
             num_inference_steps: >= 1 (and at most the training steps).
-            sampler: ddpm, ddim, euler, euler-a or dpmpp-2m (:class:`edgegen.types.Sampler`); default
+            sampler: ddpm, ddim, euler, euler-a, dpmpp-2m or lcm (:class:`edgegen.types.Sampler`); default
                 from the scheduler config's class.
             sigmas: discrete, karras or exponential (:class:`edgegen.types.SigmaSchedule`), for the
                 Euler samplers and dpmpp-2m; default the config's (``use_karras_sigmas`` ...).
             eta: ddim (default 0) and euler-a (default 1) noise share, finite and >= 0; an explicit 0
-                is honoured (euler-a at eta 0 is Euler).
+                is honoured (euler-a at eta 0 is Euler). Fixed for the others: ddpm and lcm 1, euler and
+                dpmpp-2m 0.
             guidance_scale: CFG scale w (finite); 1 skips the unconditional pass.
             seed: seeds ``numpy.random.default_rng`` for the latents and the sampler noise.
             num_images: images to generate (default 1, or the batch of ``init_noise``).

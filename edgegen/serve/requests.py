@@ -22,7 +22,7 @@ SAMPLERS = tuple(s.value for s in Sampler)
 SIGMAS = tuple(s.value for s in SigmaSchedule)
 # Samplers that draw fresh noise at every step: one noise stream per engine batch, so requests
 # using them are never merged (a merged batch would change their bytes).
-ANCESTRAL = frozenset({Sampler.ddpm.value, Sampler.euler_a.value})
+ANCESTRAL = frozenset({Sampler.ddpm.value, Sampler.euler_a.value, Sampler.lcm.value})
 MAX_IMAGES = 16
 MAX_STEPS = 1000
 MAX_SIDE = 2048
