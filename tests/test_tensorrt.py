@@ -162,6 +162,52 @@ def test_engine_specs_are_flat_inputs_axes_and_profile_side_by_side(tiny_sd_arti
         engine_specs(Artifact.load(tiny_sd_artifact), Precision.int8)
 
 
+def _inside(shape, profile) -> bool:
+    lo, _, hi = profile
+    return len(shape) == len(lo) and all(a <= d <= b for a, d, b in zip(lo, shape, hi))
+
+
+def test_profiles_cover_the_shapes_long_prompts_feed(tiny_sd_artifact):
+    """A 2-image call with a 3-window prompt and CFG, recorded on ONNX Runtime: every feed the text
+    encoder (2 x 3 rows per call) and the U-Net (4 rows, 3 x 77 tokens) sees lies in the profiles."""
+    from edgegen import Pipeline
+    from edgegen.artifact import Artifact
+    from edgegen.calibration.record import FeedRecorder
+    from edgegen.compile.profiles import MAX_PROMPT_WINDOWS
+    from edgegen.types import Precision
+
+    recorder = FeedRecorder()
+    pipe = Pipeline.load(tiny_sd_artifact, backend="onnxruntime", engine_hook=recorder)
+    result = pipe("a red cat sits on the mat, " * 10, num_images=2, num_inference_steps=2, height=32, width=32)
+    assert result.info["prompt_chunks"] == 3 == MAX_PROMPT_WINDOWS
+    specs = {s.component: s for s in engine_specs(Artifact.load(tiny_sd_artifact), Precision.fp16,
+                                                   opt=(32, 32), max=(32, 32, 2))}
+    seen = [(name, k, v.shape) for name, calls in recorder.feeds.items() for feeds in calls for k, v in feeds.items()]
+    assert ("text_encoder", "input_ids", (6, 77)) in seen  # prompt and negative: one call each
+    assert ("unet", "encoder_hidden_states", (4, 231, 32)) in seen
+    outside = [(name, k, shape) for name, k, shape in seen if not _inside(shape, specs[name].profile[k])]
+    assert not outside, outside
+    one = {s.component: s for s in engine_specs(Artifact.load(tiny_sd_artifact), Precision.fp16, opt=(32, 32),
+                                                 max=(32, 32, 2), prompt_windows=1)}
+    assert one["text_encoder"].profile["input_ids"][2] == (2, 77) and one["unet"].request["prompt_windows"] == 1
+    assert one["unet"].profile["encoder_hidden_states"][2][1] == 77
+    assert not _inside((6, 77), one["text_encoder"].profile["input_ids"])
+
+
+def test_prompt_windows_widen_only_the_text_encoder_batch_and_the_sequence():
+    enc = [TensorSpec("input_ids", ("batch", 77), "int64")]
+    text = profile_shapes(enc, shape_range(family="stable-diffusion", component="text_encoder", height=512, width=512,
+                                           batch=1, max_batch=4, prompt_windows=5))
+    assert text["input_ids"] == ((1, 77), (1, 77), (20, 77))  # 4 images x 5 windows; opt: one window
+    unet = profile_shapes(UNET_INPUTS, shape_range(family="stable-diffusion", component="unet", height=512, width=512,
+                                                   batch=1, max_batch=4, prompt_windows=5))
+    assert unet["encoder_hidden_states"] == ((2, 77, 768), (2, 77, 768), (8, 385, 768))  # CFG doubles the batch only
+    assert unet["sample"][2] == (8, 4, 64, 64)
+    for bad in (0, 1.5, True):
+        with pytest.raises(EdgegenError, match="prompt_windows: expected an integer >= 1"):
+            shape_range(family="stable-diffusion", component="unet", height=512, width=512, prompt_windows=bad)
+
+
 def test_pipelines_only_load_engines_and_name_the_command_that_builds_them(tiny_sd_artifact, tmp_path):
     import json
     import shutil

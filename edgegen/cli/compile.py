@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..compile.profiles import MAX_PROMPT_WINDOWS
 from ..types import Backend, Precision
 from .common import parse_ints, progress_bar, reported, stdout
 
@@ -24,6 +25,8 @@ OptPoint = Annotated[Optional[str], typer.Option("--opt", rich_help_panel=TENSOR
                                                  help="HEIGHT,WIDTH[,BATCH] the engines are tuned for (default: the artifact's image size, 1 image).")]
 MaxPoint = Annotated[Optional[str], typer.Option("--max", rich_help_panel=TENSORRT,
                                                  help="Largest HEIGHT,WIDTH[,BATCH] the engines accept.")]
+PromptWindows = Annotated[int, typer.Option("--prompt-windows", min=1, rich_help_panel=TENSORRT,
+                                            help="Most 75-token prompt windows a call may use (long prompts).")]
 
 
 def profile_points(min_point: str | None, opt_point: str | None, max_point: str | None) -> dict:
@@ -45,6 +48,7 @@ def compile(  # noqa: A001 (the command's name)
     min_point: MinPoint = None,
     opt_point: OptPoint = None,
     max_point: MaxPoint = None,
+    prompt_windows: PromptWindows = MAX_PROMPT_WINDOWS,
 ) -> None:
     """Build FP32 (and FP16 / INT8) engines for every component into ART/engines."""
     from ..compile import compile as compile_artifact
@@ -53,5 +57,5 @@ def compile(  # noqa: A001 (the command's name)
         points = profile_points(min_point, opt_point, max_point)
         with progress_bar() as progress:
             root = compile_artifact(artifact, backend=backend, precisions=precisions(fp16, int8), progress=progress,
-                                    **points)
+                                    prompt_windows=prompt_windows, **points)
         stdout(f"engines in {root}")

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from ..progress import ProgressCallback
 from ..types import Backend, Precision, parse_enum
-from .profiles import EngineSpec, engine_specs
+from .profiles import MAX_PROMPT_WINDOWS, EngineSpec, engine_specs
 
 __all__ = ["EngineSpec", "compile", "engine_specs"]
 
@@ -22,7 +22,7 @@ __all__ = ["EngineSpec", "compile", "engine_specs"]
 def compile(artifact: str | Path, *, backend: Backend = Backend.tensorrt,  # noqa: A001 (the step's name)
             precisions: Sequence[Precision] = (Precision.fp32,), min: Sequence[int] | None = None,
             opt: Sequence[int] | None = None, max: Sequence[int] | None = None,
-            progress: ProgressCallback | None = None) -> Path:
+            prompt_windows: int = MAX_PROMPT_WINDOWS, progress: ProgressCallback | None = None) -> Path:
     """Build the engines of every component of the artifact at ``artifact`` for this machine's GPU.
 
     Args:
@@ -31,6 +31,10 @@ def compile(artifact: str | Path, *, backend: Backend = Backend.tensorrt,  # noq
             the ONNX Runtime QDQ variant ``edgegen quantize --backend onnxruntime`` writes).
         min, opt, max: ``(HEIGHT, WIDTH[, BATCH])`` optimization-profile points in pixels and
             images per pipeline call (default: the artifact's image size, one image).
+        prompt_windows: the most 75-token prompt windows a Stable Diffusion call may use (long
+            prompts, :data:`~edgegen.compile.profiles.MAX_PROMPT_WINDOWS` by default): the text
+            encoder accepts ``max batch * prompt_windows`` rows, the U-Net up to
+            ``77 * prompt_windows`` tokens of ``encoder_hidden_states``.
         progress: ``(stage, done, total)`` per precision over the components.
     Returns:
         ``ART/engines``, holding the engines and the ``index.json`` pipelines load them by.
@@ -48,4 +52,5 @@ def compile(artifact: str | Path, *, backend: Backend = Backend.tensorrt,  # noq
     from .tensorrt import compile_tensorrt
 
     precisions = [parse_enum(Precision, p, "precision") for p in precisions]
-    return compile_tensorrt(Artifact.load(artifact), precisions, min=min, opt=opt, max=max, progress=progress)
+    return compile_tensorrt(Artifact.load(artifact), precisions, min=min, opt=opt, max=max,
+                            prompt_windows=prompt_windows, progress=progress)

@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 
 Shape = tuple[int, ...]
 
+MAX_PROMPT_WINDOWS = 3
+"""Default number of 75-token prompt windows engines accept (225 prompt tokens): a long prompt is
+encoded window by window (:meth:`edgegen.tokenizer.ClipTokenizer.chunks`), so the text encoder sees
+``batch * windows`` rows and the U-Net's ``encoder_hidden_states`` ``windows * 77`` tokens."""
+
 
 @dataclass(frozen=True)
 class ShapeRange:
@@ -38,7 +43,7 @@ class ShapeRange:
 def shape_range(*, family: str, component: str, height: int, width: int, batch: int = 1, cfg: bool = True,
                 min_height: int | None = None, max_height: int | None = None, min_width: int | None = None,
                 max_width: int | None = None, min_batch: int | None = None, max_batch: int | None = None,
-                scale_factor: int = 8, sequence: int = 77) -> ShapeRange:
+                scale_factor: int = 8, sequence: int = 77, prompt_windows: int = MAX_PROMPT_WINDOWS) -> ShapeRange:
     """Named-dim sizes for one component.
 
     Args:
@@ -48,8 +53,14 @@ def shape_range(*, family: str, component: str, height: int, width: int, batch: 
             ``cfg=False`` for an unconditional U-Net.
         min_/max_height/width/batch: the range the engine must accept (default: opt only; the
             minimum batch defaults to one image).
+        sequence: text-encoder tokens per prompt window (CLIP: 77).
+        prompt_windows: the most prompt windows a call may use (>= 1). Prompts and negative prompts
+            are encoded in separate text-encoder calls of ``images * windows`` rows each, so the
+            text encoder's max batch is ``max_batch * prompt_windows``; the U-Net's ``sequence``
+            dim (``encoder_hidden_states``) spans ``sequence`` to ``prompt_windows * sequence``.
+            Opt stays at one window. Components without those dims ignore it.
     Raises:
-        EdgegenError: sizes not multiples of ``scale_factor``, or min > opt > max.
+        EdgegenError: sizes not multiples of ``scale_factor``, min > opt > max, or prompt_windows < 1.
     """
     for name, value in (("height", height), ("width", width), ("min_height", min_height), ("max_height", max_height),
                         ("min_width", min_width), ("max_width", max_width)):
@@ -57,15 +68,20 @@ def shape_range(*, family: str, component: str, height: int, width: int, batch: 
             raise EdgegenError(f"{name}: expected a multiple of {scale_factor}, got {value}")
     h = (min_height or height, height, max_height or height)
     w = (min_width or width, width, max_width or width)
+    if isinstance(prompt_windows, bool) or not isinstance(prompt_windows, int) or prompt_windows < 1:
+        raise EdgegenError(f"prompt_windows: expected an integer >= 1, got {prompt_windows!r}")
     mult = 2 if (cfg and component == "unet") else 1
     b = (mult * (min_batch or 1), mult * batch, mult * (max_batch or batch))
     for name, (lo, opt, hi) in (("height", h), ("width", w), ("batch", b)):
         if not lo <= opt <= hi:
             raise EdgegenError(f"{name} range: expected min <= opt <= max, got {lo}, {opt}, {hi}")
+    if component == "text_encoder":
+        b = (b[0], b[1], b[2] * prompt_windows)
+    seq = (sequence, sequence, sequence * prompt_windows)
 
     def point(i: int) -> dict[str, int]:
         return {"batch": b[i], "latent_height": h[i] // scale_factor, "latent_width": w[i] // scale_factor,
-                "height": h[i], "width": w[i], "sequence": sequence, "channels": 3}
+                "height": h[i], "width": w[i], "sequence": seq[i], "channels": 3}
 
     return ShapeRange(point(0), point(1), point(2))
 
@@ -146,7 +162,8 @@ class EngineSpec:
         inputs: the graph inputs, in graph order (named dims are dynamic).
         dynamic_axes: ``{input: {axis: dim name}}`` for the dynamic axes only.
         profile: ``{input: (min, opt, max) shape}`` for every input: the optimization profile.
-        request: the ``--min/--opt/--max`` request the profile came from (:func:`profile_request`).
+        request: the ``--min/--opt/--max`` request the profile came from (:func:`profile_request`)
+            and ``prompt_windows``.
     """
 
     component: str
@@ -159,18 +176,21 @@ class EngineSpec:
 
 
 def engine_specs(artifact: "Artifact", precision: Precision, *, min: Sequence[int] | None = None,
-                 opt: Sequence[int] | None = None, max: Sequence[int] | None = None) -> list[EngineSpec]:
+                 opt: Sequence[int] | None = None, max: Sequence[int] | None = None,
+                 prompt_windows: int = MAX_PROMPT_WINDOWS) -> list[EngineSpec]:
     """One :class:`EngineSpec` per component of ``artifact`` for ``precision``.
 
     ``min/opt/max``: ``(HEIGHT, WIDTH[, BATCH])`` in pixels and images per pipeline call
     (:func:`profile_request`; default: the artifact's image size, one image). The U-Net of a
     text-to-image or class-conditional artifact gets two rows per image (classifier-free guidance).
+    ``prompt_windows``: the most 75-token prompt windows a call may use (:func:`shape_range`).
     Raises EdgegenError for a malformed point or range; ArtifactError when INT8 is asked for a
     component without an ONNX Runtime QDQ variant.
     """
     spec = artifact.spec
     request = profile_request(default_height=spec.image.height, default_width=spec.image.width,
                               min=min, opt=opt, max=max)
+    request["prompt_windows"] = prompt_windows
     specs = []
     for name, entry in spec.components.items():
         sizes = shape_range(family=artifact.family, component=name, cfg=spec.guided, scale_factor=spec.scale_factor,

@@ -23,7 +23,7 @@ from ..errors import EngineLoadError, ParityError
 from ..progress import ProgressCallback, silent
 from ..runtimes.tensorrt import DeviceInfo, TensorRTEngine, _trt, device_info
 from ..types import Precision
-from .profiles import EngineSpec, Shape, cache_key, engine_specs, explain_mismatch
+from .profiles import MAX_PROMPT_WINDOWS, EngineSpec, Shape, cache_key, engine_specs, explain_mismatch
 
 # Layer types kept in FP32 when an FP16 engine produces NaN/Inf (the SD VAE's known overflow
 # sits in normalization statistics and attention softmax).
@@ -181,9 +181,12 @@ def _build(cache: EngineCache, spec: EngineSpec) -> dict:
 
 def compile_tensorrt(artifact: Artifact, precisions: Sequence[Precision], *, min: Sequence[int] | None = None,
                      opt: Sequence[int] | None = None, max: Sequence[int] | None = None,
-                     progress: ProgressCallback | None = None) -> Path:
+                     prompt_windows: int = MAX_PROMPT_WINDOWS, progress: ProgressCallback | None = None) -> Path:
     """Build (or find in the cache) an engine per component and precision, and record them in
     ``ART/engines/index.json`` for pipelines to load. Returns the engines directory.
+
+    ``min/opt/max`` and ``prompt_windows`` make the optimization profiles
+    (:func:`~edgegen.compile.profiles.engine_specs`).
 
     Raises:
         BackendUnavailableError, EngineLoadError, ParityError (FP16 not finite even with the
@@ -194,7 +197,7 @@ def compile_tensorrt(artifact: Artifact, precisions: Sequence[Precision], *, min
     cache = EngineCache(root)
     index = _read_index(root)
     for precision in precisions:
-        specs = engine_specs(artifact, precision, min=min, opt=opt, max=max)
+        specs = engine_specs(artifact, precision, min=min, opt=opt, max=max, prompt_windows=prompt_windows)
         stage = f"compile: TensorRT {precision.value} engines"
         for done, spec in enumerate(specs):
             report(stage, done, len(specs))
