@@ -24,23 +24,32 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgegen import Pipeline  # noqa: E402
-from edgegen.atomic import write_json_atomic  # noqa: E402
+from edgegen.atomic import atomic_path, write_json_atomic  # noqa: E402
 from edgegen.metrics import frechet_distance  # noqa: E402
 from edgegen.demo import GUIDANCE_SCALE, export_zoo  # noqa: E402
 from edgegen.runtimes import load_engine  # noqa: E402
 
 DPM_STEPS = (6, 8, 10, 12, 15, 20)
+# Run first (an interrupted run has the verdict): DDIM-50's two seeds, then the DPM++ settings the
+# 100- and 300-sample runs put at or near DDIM-50's figures.
+PRIORITY = ("ddim-50", "ddim-50 (seed 2)", "dpmpp-2m discrete 6", "dpmpp-2m karras 10", "dpmpp-2m discrete 8",
+            "dpmpp-2m karras 8", "dpmpp-2m discrete 10", "dpmpp-2m karras 12")
 
 
 def settings() -> list[dict]:
-    """DDIM 50 with two seeds first (the reference and its noise), then DPM++ 2M: Karras at every step
-    count, then discrete (an interrupted run has the Karras column whole)."""
+    """Every setting, in running order: :data:`PRIORITY` first, then the rest of DPM++ 2M (Karras, discrete)."""
     rows = [dict(name="ddim-50", sampler="ddim", sigmas="discrete", steps=50, seed=0),
             dict(name="ddim-50 (seed 2)", sampler="ddim", sigmas="discrete", steps=50, seed=1_000_000)]
     for sigmas in ("karras", "discrete"):
         for steps in DPM_STEPS:
             rows.append(dict(name=f"dpmpp-2m {sigmas} {steps}", sampler="dpmpp-2m", sigmas=sigmas, steps=steps, seed=0))
-    return rows
+    rank = {name: i for i, name in enumerate(PRIORITY)}
+    return sorted(rows, key=lambda r: rank.get(r["name"], len(rank)))
+
+
+def table_order(row: dict) -> tuple:
+    """DDIM rows first, then DPM++ by sigmas (Karras, discrete) and steps."""
+    return (row["sampler"] != "ddim", row["sigmas"] != "karras", row["steps"], row["seed"])
 
 
 def classify(classifier, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,19 +73,35 @@ def real_features(classifier) -> np.ndarray:
     return classify(classifier, ((x + 1) / 2).transpose(0, 2, 3, 1))[1]
 
 
-def sample(pipe, setting: dict, labels: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
-    images, start = [], time.perf_counter()
-    for i in range(0, len(labels), batch):
-        chunk = labels[i:i + batch]
-        images.append(pipe(class_label=chunk, num_images=len(chunk), num_inference_steps=setting["steps"],
-                           sampler=setting["sampler"], sigmas=setting["sigmas"], guidance_scale=GUIDANCE_SCALE,
-                           seed=setting["seed"] + i).images)
-    return np.concatenate(images), time.perf_counter() - start
+def sample_batch(pipe, setting: dict, labels: np.ndarray, start: int) -> np.ndarray:
+    """(len(labels), 32, 32, 1) images of one batch; its seed is the setting's plus the batch's offset."""
+    return pipe(class_label=labels, num_images=len(labels), num_inference_steps=setting["steps"],
+                sampler=setting["sampler"], sigmas=setting["sigmas"], guidance_scale=GUIDANCE_SCALE,
+                seed=setting["seed"] + start).images
+
+
+def run_setting(pipe, classifier, setting: dict, labels: np.ndarray, batch: int, state: dict, *,
+                deadline: float, save) -> bool:
+    """Sample and classify one setting batch by batch into ``state[name]`` = (probs, features,
+    seconds), calling ``save()`` after each batch; resumes where ``state`` stops. False: the
+    deadline (``time.time()``) came first."""
+    probs, feats, seconds = state.get(setting["name"], (np.zeros((0, 10)), np.zeros((0, 64)), 0.0))
+    for i in range(len(probs), len(labels), batch):
+        if time.time() > deadline:
+            return False
+        start = time.perf_counter()
+        images = sample_batch(pipe, setting, labels[i:i + batch], i)
+        seconds += time.perf_counter() - start
+        p, f = classify(classifier, images)
+        probs, feats = np.concatenate([probs, p]), np.concatenate([feats, f])
+        state[setting["name"]] = (probs, feats, seconds)
+        save()
+    return True
 
 
 def table(report: dict) -> list[str]:
     """The results as Markdown lines for edgegen/zoo/MODEL_CARDS.md (``benchmarks/zoo/cards.py`` includes them)."""
-    rows = report["rows"]
+    rows = sorted(report["rows"], key=table_order)
     lines = [f"Steps to quality (`benchmarks/steps_to_quality.py`): {report['samples']} samples per setting "
              f"({report['samples'] // 10} per digit), guidance {report['guidance_scale']:g} "
              f"{'at every step' if not report.get('guidance_interval') else 'where sigma is in (%g, %g]' % tuple(report['guidance_interval'])}, "
@@ -96,37 +121,77 @@ def table(report: dict) -> list[str]:
     return lines + (["", report["reading"]] if report.get("reading") else [])
 
 
+def rows(state: dict, labels: np.ndarray, real: np.ndarray) -> list[dict]:
+    """One result row per setting in ``state``, in running order; ``samples`` < len(labels) marks a partial one."""
+    reference = state.get("ddim-50", (None, None))[1]
+    out = []
+    for setting in settings():
+        if setting["name"] not in state:
+            continue
+        probs, feats, seconds = state[setting["name"]]
+        n = len(probs)
+        out.append({**setting, "samples": n, "agreement": float((probs.argmax(1) == labels[:n]).mean()),
+                    "mean_confidence": float(probs.max(1).mean()), "fd_real": frechet_distance(real, feats),
+                    "fd_ddim50": None if reference is None else frechet_distance(reference, feats),
+                    "seconds": seconds})
+    return out
+
+
+def load_state(path: Path) -> dict:
+    """``{name: (probs, features, seconds)}`` saved by :func:`save_state`, or {}."""
+    if not path.is_file():
+        return {}
+    with np.load(path) as stored:
+        names = {key.rsplit("/", 1)[0] for key in stored.files}
+        return {n: (stored[f"{n}/probs"], stored[f"{n}/features"], float(stored[f"{n}/seconds"])) for n in names}
+
+
+def save_state(path: Path, state: dict) -> None:
+    arrays = {}
+    for name, (probs, feats, seconds) in state.items():
+        arrays.update({f"{name}/probs": probs, f"{name}/features": feats, f"{name}/seconds": np.float64(seconds)})
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=100)
-    parser.add_argument("--batch", type=int, default=250)
+    parser.add_argument("--batch", type=int, default=50, help="images per pipeline call (the U-Net sees 2x: CFG)")
+    parser.add_argument("--backend", default="openvino")
     parser.add_argument("--only", nargs="*", help="names of settings to run (default all)")
     parser.add_argument("--artifacts", type=Path, help="an `export_zoo` directory to reuse")
+    parser.add_argument("--resume", action="store_true", help="go on from the samples already in --out's state")
+    parser.add_argument("--minutes", type=float, default=600, help="start no batch after this many minutes")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "steps_to_quality.json")
     args = parser.parse_args()
     work = args.artifacts or Path(tempfile.mkdtemp(prefix="edgegen-stq-"))
     if not (work / "digits-diffusion").is_dir():
-        export_zoo(work, int8=False, progress=lambda m: None)
-    pipe = Pipeline.load(work / "digits-diffusion", backend="onnxruntime")
+        export_zoo(work, int8=False, progress=lambda m, *_: None)
+    pipe = Pipeline.load(work / "digits-diffusion", backend=args.backend)
     classifier = load_engine(work / "digit-classifier.onnx", "onnxruntime")
     real = real_features(classifier)
-    labels = np.repeat(np.arange(10), args.per_class)
-    report = {"samples": len(labels), "guidance_scale": GUIDANCE_SCALE, "backend": "onnxruntime",
-              "guidance_interval": pipe.conditioning.get("guidance_interval"), "rows": []}
-    ddim_features = None
-    for setting in settings():
-        if args.only and setting["name"] not in args.only:
-            continue
-        images, seconds = sample(pipe, setting, labels, args.batch)
-        probs, feats = classify(classifier, images)
-        ddim_features = feats if setting["name"] == "ddim-50" else ddim_features
-        row = {**setting, "agreement": float((probs.argmax(1) == labels).mean()),
-               "mean_confidence": float(probs.max(1).mean()), "fd_real": frechet_distance(real, feats),
-               "fd_ddim50": None if ddim_features is None else frechet_distance(ddim_features, feats),
-               "seconds": seconds}
-        report["rows"].append(row)
-        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    # Interleaved labels: every prefix of a partial run is balanced over the digits.
+    labels = np.tile(np.arange(10), args.per_class)
+    report = {"samples": len(labels), "guidance_scale": GUIDANCE_SCALE, "backend": args.backend, "batch": args.batch,
+              "guidance_interval": pipe.conditioning.guidance_interval, "rows": []}
+    # Probabilities and features beside the results (not committed), to resume and to add rows later.
+    state_path = args.out.with_suffix(".state.npz")
+    state = load_state(state_path) if args.resume else {}
+    deadline = time.time() + args.minutes * 60
+
+    def save() -> None:
+        save_state(state_path, state)
+        report["rows"] = rows(state, labels, real)
         write_json_atomic(args.out, report)
+
+    for setting in settings():
+        if not args.only or setting["name"] in args.only:
+            if not run_setting(pipe, classifier, setting, labels, args.batch, state, deadline=deadline, save=save):
+                break
+            done = [r for r in report["rows"] if r["name"] == setting["name"]]
+            if done:
+                print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in done[0].items()}, flush=True)
 
 
 if __name__ == "__main__":
