@@ -36,7 +36,7 @@ MAX_CLASSES = 1 << 20
 MAX_TRAIN_TIMESTEPS = 100_000
 DTYPES = ("float32", "float16", "float64", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
 FORMATS = ("onnx", "openvino")  # openvino: IR .xml + .bin, from `edgegen import`
-COMPONENTS = {Family.stable_diffusion: ("text_encoder", "unet", "vae_decoder", "vae_encoder"), Family.unet: ("unet",),
+COMPONENTS = {Family.stable_diffusion: ("text_encoder", "unet", "vae_decoder", "vae_encoder", "vae_decoder_tiny"), Family.unet: ("unet",),
               Family.generator: ("generator",), Family.vae_decoder: ("vae_decoder",)}
 _MISSING = ManifestError.MISSING
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -147,6 +147,31 @@ class Conditioning:
 
 
 @dataclass(frozen=True)
+class TinyDecoder:
+    """The second, tiny VAE decoder of a Stable Diffusion artifact (``tiny_decoder``).
+
+    Its graph (component ``vae_decoder_tiny``) takes the same ``latents`` as ``vae_decoder``
+    (x0 / ``latent.scaling_factor``) and multiplies them by ``input_scale`` inside the graph, so
+    that it decodes what diffusers' ``AutoencoderTiny.decode(x0 / tiny scaling_factor)`` decodes.
+    """
+
+    source: str
+    latent_channels: int
+    scaling_factor: float
+    input_scale: float
+
+
+@dataclass(frozen=True)
+class Preview:
+    """Linear latent -> RGB projection for cheap previews (``preview``): ``rgb = x0 @ matrix + bias``
+    per latent pixel, x0 the U-Net's latents, rgb in ``image.output_range``; fitted by least squares."""
+
+    matrix: tuple[tuple[float, ...], ...]
+    bias: tuple[float, ...]
+    psnr_db: float
+
+
+@dataclass(frozen=True)
 class FileRecord:
     """A file of the artifact as published (``files.<path>``)."""
 
@@ -171,6 +196,8 @@ class Manifest:
     created: str = ""
     source: Mapping[str, Any] | None = None
     quantization: Mapping[str, Any] | None = None
+    tiny_decoder: TinyDecoder | None = None
+    preview: Preview | None = None
     _raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
 
     @property
@@ -248,6 +275,7 @@ def _manifest(data: Any) -> Manifest:
         conditioning=_opt(top, "conditioning", _conditioning), files=_opt(top, "files", _files) or MappingProxyType({}),
         edgegen_version=_opt(top, "edgegen_version", _text) or "", created=_opt(top, "created", _text) or "",
         source=_opt(top, "source", _frozen_obj), quantization=_opt(top, "quantization", _frozen_obj),
+        tiny_decoder=_opt(top, "tiny_decoder", _tiny_decoder), preview=_opt(top, "preview", _preview),
         _raw=MappingProxyType(top))
     _check_family(manifest, top)
     return manifest
@@ -445,6 +473,23 @@ def _conditioning(value: Any, key: str) -> Conditioning:
                         class_names=tuple(_text(v, f"{key}.class_names[{i}]") for i, v in enumerate(names)))
 
 
+def _tiny_decoder(value: Any, key: str) -> TinyDecoder:
+    entry = _obj(value, key)
+    return TinyDecoder(source=_text(_get(entry, "source", key), f"{key}.source"),
+                       latent_channels=_int(_get(entry, "latent_channels", key), f"{key}.latent_channels"),
+                       scaling_factor=_num(_get(entry, "scaling_factor", key), f"{key}.scaling_factor", positive=True),
+                       input_scale=_num(_get(entry, "input_scale", key), f"{key}.input_scale", positive=True))
+
+
+def _preview(value: Any, key: str) -> Preview:
+    entry = _obj(value, key)
+    rows = _list(_get(entry, "matrix", key), f"{key}.matrix", (1, 64))
+    matrix = tuple(tuple(_num(v, f"{key}.matrix[{i}][{j}]") for j, v in enumerate(_list(row, f"{key}.matrix[{i}]", (3, 3))))
+                   for i, row in enumerate(rows))
+    bias = tuple(_num(v, f"{key}.bias[{i}]") for i, v in enumerate(_list(_get(entry, "bias", key), f"{key}.bias", (3, 3))))
+    return Preview(matrix=matrix, bias=bias, psnr_db=_num(_get(entry, "psnr_db", key), f"{key}.psnr_db"))
+
+
 def _files(value: Any, key: str) -> Mapping[str, FileRecord]:
     out = {}
     for path, record in _obj(value, key).items():
@@ -476,6 +521,7 @@ def _check_family(m: Manifest, top: Mapping) -> None:
             raise ManifestError("latent.shape", "[C, H, W] of the U-Net's sample", list(m.latent.shape))
     else:
         _check_decoded_latent(m)
+    _check_extras(m, top)
     if m.family in (Family.stable_diffusion, Family.unet):
         _check_scheduler(_get(top, "scheduler", ""))
     if m.family is Family.stable_diffusion and "text_encoder" in m.components and m.tokenizer is None:
@@ -489,6 +535,22 @@ def _check_family(m: Manifest, top: Mapping) -> None:
         if m.conditioning is not None and not class_input:
             raise ManifestError("conditioning", "null or absent (the U-Net has no class_labels input)",
                                 dict(top["conditioning"]))
+
+
+def _check_extras(m: Manifest, top: Mapping) -> None:
+    """``tiny_decoder`` exactly with a ``vae_decoder_tiny`` component; latent channels agree with ``preview``."""
+    has_tiny = "vae_decoder_tiny" in m.components
+    if has_tiny and m.tiny_decoder is None:
+        raise ManifestError("tiny_decoder", "{source, latent_channels, scaling_factor, input_scale} (the artifact "
+                            "has a vae_decoder_tiny component)", top.get("tiny_decoder", _MISSING))
+    if m.tiny_decoder is not None and not has_tiny:
+        raise ManifestError("tiny_decoder", "null or absent (the artifact has no vae_decoder_tiny component)",
+                            dict(top["tiny_decoder"]))
+    if m.tiny_decoder is not None and m.tiny_decoder.latent_channels != m.latent.channels:
+        raise ManifestError("tiny_decoder.latent_channels", f"latent.channels {m.latent.channels}",
+                            m.tiny_decoder.latent_channels)
+    if m.preview is not None and len(m.preview.matrix) != (m.latent.channels or len(m.preview.matrix)):
+        raise ManifestError("preview.matrix", f"{m.latent.channels} rows (latent.channels) of 3", len(m.preview.matrix))
 
 
 def _check_decoded_latent(m: Manifest) -> None:

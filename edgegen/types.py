@@ -69,6 +69,13 @@ class SigmaSchedule(str, Enum):
     exponential = "exponential"  # uniform in log sigma
 
 
+class Decoder(str, Enum):
+    """Which VAE decoder turns a Stable Diffusion run's latents into pixels (``edgegen run --decoder``)."""
+
+    full = "full"  # the model's own AutoencoderKL decoder (component vae_decoder)
+    tiny = "tiny"  # a distilled tiny decoder, TAESD (component vae_decoder_tiny, export --tiny-vae)
+
+
 def parse_enum(enum: type[Enum], value, what: str):
     """``enum(value)`` or a ``ValueError`` naming ``what``, the allowed values and the value given."""
     try:

@@ -85,6 +85,34 @@ def build_random_sd(out: str | Path, preset: str = "tiny", seed: int = 0) -> Pat
     return save_sd_pipeline(out, unet=unet, vae=vae, text_encoder=text, tokenizer=tokenizer)
 
 
+# AutoencoderTiny sizes whose upscale (2 ** (blocks - 1)) matches each preset's VAE: "tiny" 2x, others 8x
+# (TAESD's own layout: 64 channels, (1, 3, 3, 3) / (3, 3, 3, 1) blocks).
+TINY_VAE_PRESETS = {
+    "tiny": dict(encoder_block_out_channels=(16, 16), decoder_block_out_channels=(16, 16),
+                 num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1)),
+    "small": dict(encoder_block_out_channels=(32,) * 4, decoder_block_out_channels=(32,) * 4,
+                  num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1)),
+    "sd15": dict(),
+}
+
+
+def build_random_tiny_vae(out: str | Path, preset: str = "tiny", seed: int = 0, latent_channels: int = 4) -> Path:
+    """Save a random-init diffusers ``AutoencoderTiny`` (TAESD's architecture) at ``out`` with
+    ``save_pretrained``, for ``edgegen export --tiny-vae``; its latent channels and upscale match
+    ``build_random_sd(preset=...)``'s VAE (pass another ``latent_channels`` to build a mismatch).
+    Returns ``out``.
+    """
+    from diffusers import AutoencoderTiny
+
+    from edgegen.export.diffusers import quiet_hugging_face
+
+    quiet_hugging_face()
+    torch.manual_seed(seed)
+    tiny = AutoencoderTiny(latent_channels=latent_channels, **TINY_VAE_PRESETS[preset])
+    tiny.eval().save_pretrained(str(out))
+    return Path(out)
+
+
 def save_sd_pipeline(out: str | Path, *, unet, vae, text_encoder, tokenizer) -> Path:
     """Save random-init components as a diffusers StableDiffusionPipeline directory with SD's DDIM
     scheduler config (scaled_linear betas 0.00085..0.012, steps_offset 1) and no safety checker."""

@@ -343,7 +343,8 @@ def test_docs_and_dataclasses_say_the_same():
     sections = {"`edgegen.json`": manifest.Manifest, "Component entry": manifest.Component,
                 "Variant entry": manifest.Variant, "`latent`": manifest.Latent, "`image`": manifest.Image,
                 "`tokenizer`": manifest.Tokenizer, "`conditioning`": manifest.Conditioning,
-                "`files` entry": manifest.FileRecord}
+                "`files` entry": manifest.FileRecord, "`tiny_decoder`": manifest.TinyDecoder,
+                "`preview`": manifest.Preview}
     documented, heading = {}, None
     for line in (Path(__file__).parents[1] / "docs" / "artifact.md").read_text().splitlines():
         if line.startswith("#"):

@@ -41,6 +41,7 @@ def export(
     out: Annotated[Path, typer.Option("--out", rich_help_panel=SOURCE, help="Artifact directory to write (replaced atomically).")],
     model: Annotated[Optional[SdModel], typer.Option(rich_help_panel=SOURCE, help="Export a diffusers Stable Diffusion pipeline or one component of it.")] = None,
     source: Annotated[Optional[str], typer.Option("--from", rich_help_panel=SOURCE, help="Local diffusers directory or hub id (with --model).")] = None,
+    tiny_vae: Annotated[Optional[str], typer.Option("--tiny-vae", rich_help_panel=SOURCE, help="With --model sd: a diffusers AutoencoderTiny directory or hub id (TAESD for SD 1.x/2.x: madebyollin/taesd), stored as a second decoder for `edgegen run --decoder tiny`.")] = None,
     module: Annotated[Optional[str], typer.Option(rich_help_panel=SOURCE, help="User model as FILE.py:CALLABLE returning a torch.nn.Module.")] = None,
     weights: Annotated[Optional[Path], typer.Option(rich_help_panel=SOURCE, help="Checkpoint passed to CALLABLE (opened weights_only first).")] = None,
     kind: Annotated[Optional[ModelKind], typer.Option(rich_help_panel=SOURCE, help="What --module is.")] = None,
@@ -103,14 +104,20 @@ def _profile_points(backend: Backend, *points: str | None) -> dict:
 def _export_sd(model: SdModel, source: str | None, out: Path, flags: dict, int8, progress) -> Path:
     if not source:
         raise ExportError("--model needs --from DIR_OR_HUB_ID")
+    if flags["tiny_vae"] is not None and model is not SdModel.sd:
+        raise ExportError(f"--tiny-vae: applies to --model sd (the tiny decoder sits beside the full one), "
+                          f"got --model {model.value}")
     from ..export import export_stable_diffusion
     return export_stable_diffusion(source, out, components=_SD_COMPONENTS[model], atol=flags["atol"],
-                                   rtol=flags["rtol"], seed=flags["seed"], int8=int8, progress=progress)
+                                   rtol=flags["rtol"], seed=flags["seed"], int8=int8, tiny_vae=flags["tiny_vae"],
+                                   progress=progress)
 
 
 def _export_module(module: str, kind: ModelKind | None, out: Path, flags: dict, int8, progress) -> Path:
     if kind is None:
         raise ExportError("--module needs --kind unet|generator|vae-decoder")
+    if flags["tiny_vae"] is not None:
+        raise ExportError(f"--tiny-vae: applies to --model sd, got --module {module}")
     from ..export import ModuleExportOptions, export_module
     interval = flags["guidance_interval"]
     options = ModuleExportOptions(

@@ -16,7 +16,7 @@ import numpy as np
 import typer
 
 from ..errors import EdgegenError, EngineInputError, InputError, NonFiniteError
-from ..types import Sampler, SigmaSchedule
+from ..types import Decoder, Sampler, SigmaSchedule
 from .common import Backend, parse_range, progress_bar, reported, stdout
 
 MAX_IMAGES = 100_000  # per run; more is a typo (1e12 images would fill the disk long before it ends)
@@ -51,6 +51,8 @@ def run(
     backend: Annotated[Optional[Backend], typer.Option(help="Engine backend; default OpenVINO when installed.")] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Compute precision; default as stored (bf16: OpenVINO on fp32 files).")] = None,
     tile_size: Annotated[Optional[int], typer.Option(help="Decode in tiles of N x N pixels (a positive multiple of the VAE's scale factor; overlaps blended), bounding the decoder's memory by the tile (SD, VAE decoder).")] = None,
+    decoder: Annotated[Optional[Decoder], typer.Option(help="VAE decoder (SD): full, or tiny (TAESD; the artifact needs `edgegen export --tiny-vae DIR`). [default: full]")] = None,
+    preview_every: Annotated[Optional[int], typer.Option(help="Write preview-NNNN-stepSS.png of the x0 estimate every N steps (SD; a linear latent->RGB projection, no decoder call).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per engine batch.")] = 64,
     device: Annotated[Optional[str], typer.Option(help="Backend device: CPU (OpenVINO); cpu, cuda or tensorrt (ONNX Runtime execution provider).")] = None,
     prompts: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="With --ray: a file of prompts (class-conditional models: labels), one request per line, seeds --seed + line number.")] = None,
@@ -77,8 +79,9 @@ def run(
         pipe = Pipeline.load(artifact, backend=o.backend_name, precision=o.precision_name, device=device)
         batches = [(0, array.shape[0])] if array is not None else [
             (i, min(batch_size, o.num_images - i)) for i in range(0, o.num_images, batch_size)]
+        preview = _previewer(pipe, o.preview_every, out) if o.preview_every else None
         written, total, engine = _generate(_caller(pipe, o, array, interval), batches, steps or DEFAULTS["steps"], out,
-                                           diffusion=not isinstance(pipe, DecoderPipeline))
+                                           diffusion=not isinstance(pipe, DecoderPipeline), preview=preview)
         stdout(f"wrote {len(written)} image(s) to {out} in {total:.2f} s "
                f"({100 * (total - engine) / max(total, 1e-9):.1f}% outside engines, backend {pipe.backend}, "
                f"precision {pipe.precision})")
@@ -94,8 +97,10 @@ def _checked(art, o: SimpleNamespace) -> tuple[Optional[np.ndarray], Optional[tu
              "--steps": o.steps, "--sampler": o.sampler, "--sigmas": o.sigmas, "--eta": o.eta,
              "--guidance-scale": o.guidance_scale, "--guidance-interval": o.guidance_interval,
              "--init-noise": o.init_noise, "--latents": o.latents, "--height": o.height, "--width": o.width,
-             "--tile-size": o.tile_size}
+             "--tile-size": o.tile_size, "--decoder": o.decoder.value if o.decoder else None,
+             "--preview-every": o.preview_every}
     _check_applies(art, {flag: value for flag, value in given.items() if value is not None})
+    _check_decoder(art, o.decoder, o.preview_every)
     _check_values(art, out=o.out, prompt=o.prompt, negative_prompt=o.negative_prompt, class_label=o.class_label,
                   steps=o.steps, eta=o.eta, guidance_scale=o.guidance_scale, seed=o.seed, num_images=o.num_images,
                   precision=o.precision_name, backend=o.backend_name)
@@ -127,24 +132,40 @@ def _caller(pipe, o: SimpleNamespace, array: Optional[np.ndarray], interval):
                    sampler=o.sampler, sigmas=o.sigmas, eta=o.eta, class_label=class_label,
                    guidance_scale=DEFAULTS["guidance_scale"] if o.guidance_scale is None else o.guidance_scale,
                    height=o.height, width=o.width, init_noise=array, tile_size=o.tile_size,
-                   **({"guidance_interval": interval} if o.guidance_interval else {}))
+                   **({"guidance_interval": interval} if o.guidance_interval else {}),
+                   **({"decoder": o.decoder.value} if o.decoder else {}))
     return lambda start, count, callback: pipe(prompt, seed=o.seed + start, num_images=count, callback=callback,
                                                **options)
 
 
-def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, diffusion: bool):
+def _previewer(pipe, every: int, out: Path):
+    """``preview(step, x0, first)``: every ``every`` steps, ``pipe.preview(x0)`` written as
+    ``preview-NNNN-stepSS.png`` (NNNN the image's number as its final PNG, SS the steps done)."""
+    from ..preview import save_previews
+
+    def preview(step: int, x0: np.ndarray, first: int) -> None:
+        if (step + 1) % every == 0:
+            save_previews(out, pipe.preview(x0), step + 1, start=first)
+
+    return preview
+
+
+def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, diffusion: bool, preview=None):
     """Run the batches, each written as soon as it is done and found finite; returns
-    (paths, total seconds, engine seconds). Diffusion steps are drawn with :func:`progress_bar`."""
+    (paths, total seconds, engine seconds). Diffusion steps are drawn with :func:`progress_bar`;
+    ``preview(step, x0, first image number)`` is called after each step when given."""
     from ..runtimes.base import nonfinite_detail
 
     written, total, engine, done = [], 0.0, 0.0, [0]
     # NaN / Inf are reported once, as a NonFiniteError naming where; numpy's warnings would be noise.
     with progress_bar() as report, np.errstate(all="ignore"):
         for start, count in batches:
-            first = done[0]
+            first, numbered = done[0], len(written)
 
             def advance(step, sigma, x0):
                 done[0] += 1
+                if preview is not None:
+                    preview(step, x0, numbered)
                 report("sampling", done[0], steps * len(batches))
 
             try:
@@ -197,6 +218,8 @@ _APPLIES = {
     "--height": {"stable-diffusion", "vae-decoder"},
     "--width": {"stable-diffusion", "vae-decoder"},
     "--tile-size": {"stable-diffusion", "vae-decoder"},
+    "--decoder": {"stable-diffusion"},
+    "--preview-every": {"stable-diffusion"},
 }
 _KIND_NAMES = {"stable-diffusion": "a Stable Diffusion", "unet": "an unconditional U-Net",
                "unet-class": "a class-conditional U-Net", "generator": "a generator", "vae-decoder": "a VAE decoder"}
@@ -214,6 +237,16 @@ def _check_applies(art, given: dict) -> None:
     if kind == "stable-diffusion" and given.get("--prompt") is None:
         raise InputError("--prompt: a Stable Diffusion artifact needs a prompt, got none "
                          "(pass --prompt '' for an unconditional sample)")
+
+
+def _check_decoder(art, decoder: Optional[Decoder], preview_every: Optional[int]) -> None:
+    """--decoder tiny needs the artifact's tiny decoder; --preview-every N needs N >= 1."""
+    if decoder is Decoder.tiny and "vae_decoder_tiny" not in art.spec.components:
+        raise InputError(f"--decoder tiny: this artifact has no tiny decoder (components "
+                         f"{sorted(art.spec.components)}); export it with `edgegen export --model sd --tiny-vae DIR` "
+                         "(DIR: a diffusers AutoencoderTiny, e.g. madebyollin/taesd)")
+    if preview_every is not None and preview_every < 1:
+        raise InputError(f"--preview-every: expected a number of steps >= 1, got {preview_every}")
 
 
 def _check_text(value: str | None, flag: str) -> None:

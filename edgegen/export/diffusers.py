@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..calibration.int8 import Int8Options
 
 SD_COMPONENTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
+TINY_DECODER = "vae_decoder_tiny"
 
 
 class _TextEncoder(torch.nn.Module):
@@ -62,6 +63,22 @@ class _VaeEncoder(torch.nn.Module):
         return dist.mean, dist.std
 
 
+class _TinyVaeDecoder(torch.nn.Module):
+    """diffusers' ``AutoencoderTiny.decode`` (TAESD) on the full decoder's input.
+
+    The full decoder's graph takes x0 / SD's ``scaling_factor``; a pipeline with ``vae=AutoencoderTiny``
+    decodes x0 / the tiny VAE's own ``scaling_factor`` (1.0 for TAESD). ``input_scale`` (the ratio of
+    the two) is applied first, so both graphs take the same ``latents`` and ``_decode`` is shared.
+    """
+
+    def __init__(self, tiny, input_scale: float):
+        super().__init__()
+        self.tiny, self.input_scale = tiny, float(input_scale)
+
+    def forward(self, latents):
+        return self.tiny.decode(latents * self.input_scale, return_dict=False)[0]
+
+
 def quiet_hugging_face() -> None:
     """Silence diffusers' / transformers' info logs and per-file progress bars during export."""
     import diffusers.utils.logging as dlog
@@ -72,21 +89,22 @@ def quiet_hugging_face() -> None:
         log.disable_progress_bar()
 
 
-def _from_pretrained(load: Callable, source: str, subfolder: str):
-    """Call a ``from_pretrained`` and turn 'cannot get it' into one clear line."""
+def _from_pretrained(load: Callable, source: str, subfolder: str | None, *, flag: str = "--from",
+                     what: str = "a diffusers Stable Diffusion directory with '{subfolder}/'"):
+    """Call a ``from_pretrained`` and turn 'cannot get it' into one clear line naming ``flag``."""
     local = Path(source).is_dir()
     try:
         return load(source, subfolder=subfolder)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if local:
-            raise ExportError(f"--from '{source}': expected a diffusers Stable Diffusion directory with "
-                              f"'{subfolder}/', could not load it ({first})") from exc
-        raise ExportError(f"--from '{source}': not a local directory, and the Hugging Face hub could not "
-                          f"provide '{subfolder}' (offline or unreachable? {first})") from exc
+            raise ExportError(f"{flag} '{source}': expected {what.format(subfolder=subfolder)}, could not load it "
+                              f"({first})") from exc
+        raise ExportError(f"{flag} '{source}': not a local directory, and the Hugging Face hub could not "
+                          f"provide '{subfolder or 'config.json'}' (offline or unreachable? {first})") from exc
 
 
-def _check_hub_reachable(source: str) -> None:
+def _check_hub_reachable(source: str, flag: str = "--from") -> None:
     """Fail in one line, at once, when a hub id is given and the hub's host does not resolve.
 
     huggingface_hub would otherwise retry with back-off for about half a minute per file.
@@ -104,12 +122,12 @@ def _check_hub_reachable(source: str) -> None:
             return
         except OSError as exc:
             reason = f"{host} does not resolve: {exc}"
-    raise ExportError(f"--from '{source}': not a local directory, and the Hugging Face hub is unreachable "
+    raise ExportError(f"{flag} '{source}': not a local directory, and the Hugging Face hub is unreachable "
                       f"({reason}); download the model elsewhere and pass its directory")
 
 
-def _weights_digest(source: str, subfolder: str) -> dict[str, str] | None:
-    folder = Path(source) / subfolder
+def _weights_digest(source: str, subfolder: str | None) -> dict[str, str] | None:
+    folder = Path(source) / (subfolder or "")
     if not folder.is_dir():
         return None
     return {p.name: sha256_file(p) for p in sorted(folder.iterdir())
@@ -132,6 +150,45 @@ def _load_vae(source: str):
                             source, "vae").eval()
 
 
+def _load_tiny_vae(source: str, vae):
+    """diffusers' ``AutoencoderTiny`` at ``source`` (a directory or hub id), checked against the SD VAE.
+
+    Raises:
+        ExportError: unreadable / unreachable, or its latent channels, upscale factor or image
+            channels differ from the SD VAE's (a TAESD3 / TAEF1 directory for an SD 1.x pipeline).
+    """
+    from diffusers import AutoencoderTiny
+
+    if not Path(source).is_dir():
+        _check_hub_reachable(source, "--tiny-vae")
+    tiny = _from_pretrained(lambda s, subfolder: AutoencoderTiny.from_pretrained(s, torch_dtype=torch.float32),
+                            source, None, flag="--tiny-vae",
+                            what="a diffusers AutoencoderTiny directory (config.json + weights; TAESD for SD 1.x/2.x)")
+    config = tiny.config
+    ours = (int(vae.config.latent_channels), 2 ** (len(vae.config.block_out_channels) - 1), 3)
+    theirs = (int(config.latent_channels), int(config.upsampling_scaling_factor) ** (len(config.num_decoder_blocks) - 1),
+              int(config.out_channels))
+    if theirs != ours:
+        raise ExportError(f"--tiny-vae '{source}': expected an AutoencoderTiny for this VAE's latent space "
+                          f"({ours[0]} latent channels, {ours[1]}x upscale, {ours[2]} image channels; TAESD for "
+                          f"SD 1.x/2.x), got {theirs[0]} latent channels, {theirs[1]}x upscale, {theirs[2]} image channels")
+    return tiny.eval()
+
+
+def _fit_preview(vae, scale: int, report: ProgressCallback) -> dict:
+    """The manifest's ``preview`` record: :func:`edgegen.preview.fit_projection` on the torch VAE."""
+    from ..preview import fit_projection
+
+    report("fitting the preview projection", 0, None)
+
+    def decode(latents):
+        with torch.no_grad():
+            return vae.decode(torch.from_numpy(latents), return_dict=False)[0].numpy()
+
+    return fit_projection(decode, channels=int(vae.config.latent_channels), scale_factor=scale,
+                          scaling_factor=float(vae.config.scaling_factor))
+
+
 def _load_scheduler_config(source: str) -> dict:
     from diffusers.configuration_utils import ConfigMixin
 
@@ -148,6 +205,7 @@ class _Exporter:
         self.source, self.staging, self.report = source, staging, report
         self.gate = dict(atol=atol, rtol=rtol, seed=seed, progress=report)
         self.max_length, self.hidden, self.sample_size = 77, None, None
+        self.tiny_source: str | None = None
 
     def _export(self, module, spec: ComponentSpec, subfolder: str) -> dict:
         entry = export_component(module, spec, self.staging / f"{spec.name}.onnx", **self.gate)
@@ -195,8 +253,26 @@ class _Exporter:
         return self._export(_VaeEncoder(vae), spec, "vae")
 
 
-def _export_components(exporter: _Exporter, components: tuple[str, ...], vae) -> dict:
-    """The manifest entries of the exported components (text encoder, U-Net, VAE decoder, VAE encoder in order)."""
+    def vae_decoder_tiny(self, tiny, vae, size: int) -> tuple[dict, dict]:
+        """The ``vae_decoder_tiny`` entry and the manifest's ``tiny_decoder`` record."""
+        channels = int(vae.config.latent_channels)
+        input_scale = float(vae.config.scaling_factor) / float(tiny.config.scaling_factor)
+        spec = ComponentSpec(
+            TINY_DECODER, (TensorSpec("latents", ("batch", channels, "latent_height", "latent_width"), "float32"),),
+            (TensorSpec("image", ("batch", 3, "height", "width"), "float32"),),
+            sizes={"batch": 1, "latent_height": min(size, 32), "latent_width": min(size, 32)})
+        entry = export_component(_TinyVaeDecoder(tiny, input_scale).eval(), spec,
+                                 self.staging / f"{TINY_DECODER}.onnx", **self.gate)
+        entry["source_sha256"] = _weights_digest(self.tiny_source, None)
+        record = {"source": self.tiny_source, "latent_channels": channels,
+                  "scaling_factor": float(tiny.config.scaling_factor), "input_scale": input_scale}
+        return entry, record
+
+
+
+def _export_components(exporter: _Exporter, components: tuple[str, ...], vae, tiny=None) -> dict:
+    """The manifest entries of the exported components (text encoder, U-Net, VAE decoder, VAE encoder,
+    tiny VAE decoder in order), and ``tiny_decoder`` -> its record when ``tiny`` (an AutoencoderTiny) is given."""
     from transformers import CLIPTextModel
 
     entries = {}
@@ -209,17 +285,19 @@ def _export_components(exporter: _Exporter, components: tuple[str, ...], vae) ->
     if "unet" in components:
         entries["unet"] = exporter.unet()
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    size = exporter.sample_size or int(vae.config.sample_size) // scale
     if "vae_decoder" in components:
-        entries["vae_decoder"] = exporter.vae_decoder(vae, exporter.sample_size or int(vae.config.sample_size) // scale)
+        entries["vae_decoder"] = exporter.vae_decoder(vae, size)
     if "vae_encoder" in components:
-        entries["vae_encoder"] = exporter.vae_encoder(vae, exporter.sample_size or int(vae.config.sample_size) // scale,
-                                                      scale)
+        entries["vae_encoder"] = exporter.vae_encoder(vae, size, scale)
+    if tiny is not None:
+        entries[TINY_DECODER], entries["tiny_decoder"] = exporter.vae_decoder_tiny(tiny, vae, size)
     return entries
 
 
 def export_stable_diffusion(source: str | Path, out: str | Path, *, components: Iterable[str] = SD_COMPONENTS,
                             atol: float = 1e-4, rtol: float = 1e-3, seed: int = 0, int8: "Int8Options | None" = None,
-                            progress: ProgressCallback | None = None) -> Path:
+                            tiny_vae: str | Path | None = None, progress: ProgressCallback | None = None) -> Path:
     """Export a diffusers Stable Diffusion pipeline (or some of its components) to an artifact.
 
     Args:
@@ -228,15 +306,21 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
         components: any of ``text_encoder``, ``unet``, ``vae_decoder``, ``vae_encoder``; the first
             three give a runnable text-to-image artifact, with ``vae_encoder`` (the default) also
             image-to-image; fewer a partial one (for benchmarking or quantizing).
+        tiny_vae: a diffusers ``AutoencoderTiny`` directory or hub id (``madebyollin/taesd`` for
+            SD 1.x/2.x), exported as a second decoder ``vae_decoder_tiny`` taking the same
+            ``latents`` as ``vae_decoder`` (``Pipeline(..., decoder="tiny")``; gated against
+            ``AutoencoderTiny.decode`` like every component). Needs ``vae_decoder`` in a text-to-image export.
         progress: ``(stage, done, total)`` messages per loading / tracing / gating step.
     Graphs have dynamic batch and spatial dims; the U-Net's timestep is float32 (batch,).
     The tokenizer is saved as ``tokenizer.json`` for the ``tokenizers`` package; the scheduler
-    config is copied into the manifest. With ``int8`` options, INT8 variants of the exported
+    config is copied into the manifest; with a VAE decoder, the linear latent -> RGB projection
+    of previews is fitted on it (:func:`edgegen.preview.fit_projection`, manifest ``preview``). With ``int8`` options, INT8 variants of the exported
     components are added behind the quality and speed gates (as ``edgegen quantize``) before
     anything is written.
 
     Raises:
-        ExportError: unreadable directory or unreachable hub; ParityError from a gate.
+        ExportError: unreadable directory or unreachable hub; a tiny VAE for another latent space,
+            or without the VAE decoder; ParityError from a gate.
     """
     from transformers import CLIPTokenizer
 
@@ -250,9 +334,13 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
     report("loading the VAE", 0, None)
     vae = _load_vae(source)
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    tiny = _tiny_for(tiny_vae, components, vae, report)
     with atomic_artifact(out) as (staging, manifest):
         exporter = _Exporter(source, staging, atol=atol, rtol=rtol, seed=seed, report=report)
-        entries = _export_components(exporter, components, vae)
+        exporter.tiny_source = None if tiny_vae is None else str(tiny_vae)
+        entries = _export_components(exporter, components, vae, tiny)
+        extras = {"tiny_decoder": entries.pop("tiny_decoder", None),
+                  "preview": _fit_preview(vae, scale, report) if "vae_decoder" in components else None}
         tokenizer_entry = None
         if "text_encoder" in components:
             tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
@@ -265,11 +353,23 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
             latent={"channels": int(vae.config.latent_channels), "scale_factor": scale,
                     "scaling_factor": float(vae.config.scaling_factor)},
             image={"channels": 3, "height": image_size, "width": image_size, "output_range": [-1.0, 1.0]},
-            source={"kind": "diffusers", "from": source, "model_index": _read_json(Path(source) / "model_index.json")})
+            source={"kind": "diffusers", "from": source, "model_index": _read_json(Path(source) / "model_index.json")},
+            **{k: v for k, v in extras.items() if v is not None})
         if int8 is not None:
             from ..calibration.int8 import quantize_artifact
             quantize_artifact(staging, manifest, int8, progress=progress)
     return Path(out)
+
+
+def _tiny_for(tiny_vae, components: tuple[str, ...], vae, report: ProgressCallback):
+    """The loaded AutoencoderTiny for ``--tiny-vae``, or None; refused without the VAE decoder."""
+    if tiny_vae is None:
+        return None
+    if "vae_decoder" not in components or components == ("vae_decoder",):
+        raise ExportError(f"--tiny-vae '{tiny_vae}': expected a text-to-image export with the VAE decoder "
+                          f"(--model sd), got components {list(components)}")
+    report("loading the tiny VAE", 0, None)
+    return _load_tiny_vae(str(tiny_vae), vae)
 
 
 def _read_json(path: Path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+from types import SimpleNamespace
 from typing import Sequence
 
 import numpy as np
@@ -20,11 +21,15 @@ from ..artifact import Artifact
 from ..errors import EngineInputError
 from ..guidance import CFGDenoiser, batch_mode, check_interval, needs_unconditional
 from ..images import to_unit_range
+from ..preview import fit_projection, project
 from ..runtimes.base import check_finite
 from ..samplers import SamplingPlan, gaussian_noise
 from ..tiling import check_tile_size, decode_tiled
 from ..tokenizer import ClipTokenizer
+from ..types import Decoder, parse_enum
 from .base import EngineHook, Generation, load_components, reset, timings
+
+TINY_DECODER = "vae_decoder_tiny"  # the component `edgegen export --tiny-vae` adds
 
 # The sampler a scheduler config's own class corresponds to, when none is asked for.
 _DEFAULT_SAMPLER = {"DDPMScheduler": "ddpm", "DDIMScheduler": "ddim", "EulerDiscreteScheduler": "euler",
@@ -48,6 +53,8 @@ class DiffusionPipeline:
         self.artifact = artifact
         self.text_to_image = artifact.family == "stable-diffusion"
         names = ["text_encoder", "unet", "vae_decoder"] if self.text_to_image else ["unet"]
+        if self.text_to_image and TINY_DECODER in spec.components:
+            names.append(TINY_DECODER)
         self.engines = load_components(artifact, names, backend=backend, precision=precision, device=device,
                                        engine_hook=engine_hook, compute=compute)
         self.unet = self.engines["unet"]
@@ -57,6 +64,7 @@ class DiffusionPipeline:
         self.default_sampler = _DEFAULT_SAMPLER.get(spec.scheduler_class, "ddim")
         self.image, self.latent, self.conditioning = spec.image, spec.latent, spec.conditioning
         self._timestep = self.unet.input("timestep")
+        self._projection = None  # (matrix, bias) of previews, read or fitted at the first preview
         self.class_names = list(self.conditioning.class_names) if self.conditioning is not None else None
         if self.text_to_image:
             tok = spec.tokenizer
@@ -88,7 +96,7 @@ class DiffusionPipeline:
                  guidance_scale: float = 7.5, seed: int = 0, num_images: int | None = None, height: int | None = None,
                  width: int | None = None, init_noise: np.ndarray | None = None,
                  guidance_interval: tuple[float, float] | None | str = "default", callback=None,
-                 tile_size: int | None = None) -> Generation:
+                 tile_size: int | None = None, decoder: str = "full") -> Generation:
         """Generate images.
 
         Args:
@@ -119,10 +127,15 @@ class DiffusionPipeline:
             tile_size: Stable Diffusion only: decode in tiles of this many pixels square, a positive
                 multiple of the VAE's scale factor (:func:`edgegen.tiling.decode_tiled`: overlaps of
                 1/4 tile blended linearly), bounding the decoder's memory by the tile; None: whole.
+                Works with either decoder (seams measured in ``docs/tiny-decoder.md``).
+            decoder: Stable Diffusion only: "full" (the VAE's decoder) or "tiny" (:class:`edgegen.types.Decoder`;
+                the artifact's ``vae_decoder_tiny``, TAESD, from ``edgegen export --tiny-vae DIR``), fed the
+                same latents: equal to diffusers' pipeline with ``vae=AutoencoderTiny(...)`` (2e-3).
         Returns:
             a :class:`Generation` with (B, H, W, C) float32 images in [0, 1].
         Raises:
-            EngineInputError: an argument out of range or of the wrong kind, naming it.
+            EngineInputError: an argument out of range or of the wrong kind, naming it; ``decoder="tiny"``
+                on an artifact without a tiny decoder (naming the export flag).
             NonFiniteError: ``init_noise`` holds NaN / Inf.
             ScheduleError: an unknown sampler / sigma schedule, or steps above the training steps.
         """
@@ -130,6 +143,7 @@ class DiffusionPipeline:
         reset(self.engines)
         _check_numbers(num_inference_steps, eta, guidance_scale)
         self._check_tile_size(tile_size)
+        vae = self._decoder_name(decoder)
         rng = np.random.default_rng(seed)
         latents = self._initial_latents(init_noise, num_images, height, width, rng)
         plan = SamplingPlan.build(self.schedule, sampler or self.default_sampler, num_inference_steps, sigmas=sigmas)
@@ -140,7 +154,51 @@ class DiffusionPipeline:
                     steps=num_inference_steps, eta=plan.default_eta() if eta is None else eta, backend=self.backend, precision=self.precision)
         if stopped_at is not None:
             info["stopped_at_step"] = stopped_at
-        return Generation(self._decode(x0, tile_size), info, timings(self.engines, start))
+        if vae == TINY_DECODER:
+            info["decoder"] = Decoder.tiny.value
+        return Generation(self._decode(x0, tile_size, vae), info, timings(self.engines, start))
+
+    def preview(self, x0: np.ndarray) -> np.ndarray:
+        """A cheap preview of x0 estimates by the linear latent -> RGB projection (:mod:`edgegen.preview`).
+
+        Args:
+            x0: (B, C, h, w) float32 clean-latent estimate, as ``callback(step, sigma, x0)`` gets it.
+        Returns:
+            (B, h*f, w*f, 3) float32 in [0, 1] (each latent pixel one f x f block, f the VAE's scale).
+            The projection is the manifest's ``preview`` record; an artifact exported before it
+            existed gets one fitted here once, on its ``vae_decoder`` (16 small decodes).
+        Raises:
+            EngineInputError: not Stable Diffusion, or x0 not (B, C, h, w).
+        """
+        if not self.text_to_image:
+            raise EngineInputError("preview: applies to Stable Diffusion latents, this is a bare U-Net")
+        if self._projection is None:
+            stored = self.artifact.spec.preview
+            if stored is None:
+                vae = self.engines["vae_decoder"]
+                stored = SimpleNamespace(**fit_projection(
+                    lambda x: vae({"latents": x})["image"], channels=self.latent.channels,
+                    scale_factor=self.latent.scale_factor, scaling_factor=self.latent.scaling_factor,
+                    output_range=self.image.output_range))
+            self._projection = (stored.matrix, stored.bias)
+        return project(x0, *self._projection, output_range=self.image.output_range, upscale=self.latent.scale_factor)
+
+    def _decoder_name(self, decoder: str) -> str:
+        """The component that decodes for ``decoder`` ("full" / "tiny"), checked."""
+        try:
+            choice = parse_enum(Decoder, decoder, "decoder")
+        except ValueError as exc:
+            raise EngineInputError(str(exc)) from None
+        if choice is Decoder.full:
+            return "vae_decoder"
+        if not self.text_to_image:
+            raise EngineInputError("decoder: 'tiny' applies to Stable Diffusion's VAE decode, this is a bare U-Net")
+        if TINY_DECODER not in self.engines:
+            raise EngineInputError(f"decoder: 'tiny' needs a {TINY_DECODER} component, this artifact has none "
+                                   f"(has {sorted(self.artifact.spec.components)}); export it with "
+                                   "`edgegen export --model sd --tiny-vae DIR` (DIR: a diffusers AutoencoderTiny, "
+                                   "e.g. madebyollin/taesd)")
+        return TINY_DECODER
 
     def _check_tile_size(self, tile_size: int | None) -> None:
         if tile_size is None:
@@ -223,11 +281,14 @@ class DiffusionPipeline:
                 "prompt": ",".join(names[int(v)] if int(v) < len(names) else str(int(v)) for v in labels)}
         return {"class_labels": labels}, uncond, info
 
-    def _decode(self, x0: np.ndarray, tile_size: int | None = None) -> np.ndarray:
-        """(B, C, h, w) latents -> (B, H, W, C) images in [0, 1]; in tiles of ``tile_size`` px when given."""
+    def _decode(self, x0: np.ndarray, tile_size: int | None = None, decoder: str = "vae_decoder") -> np.ndarray:
+        """(B, C, h, w) latents -> (B, H, W, C) images in [0, 1]; in tiles of ``tile_size`` px when given.
+
+        ``decoder`` names the component: ``vae_decoder`` or ``vae_decoder_tiny``, which take the same
+        ``latents`` (x0 / scaling_factor) and give images in the same range."""
         if self.text_to_image:
             scaled = x0 / np.float32(self.latent.scaling_factor)
-            vae = self.engines["vae_decoder"]
+            vae = self.engines[decoder]
             if tile_size is None:
                 x0 = vae({"latents": scaled})["image"]
             else:
