@@ -117,3 +117,33 @@ def test_engine_times_add_up(report_dir):
         engines = sum(e["seconds_per_image"] for e in row["engines"].values())
         assert engines <= row["seconds_per_image"]["median"] * 1.001
         assert row["engine_sum_ratio"] >= 1.0
+
+
+def test_tiny_decoder_time_and_quality_cost(tiny_sd_dir, tmp_path):
+    """An artifact with a tiny decoder: both decoders' time and PSNR / SSIM of tiny vs full on the same
+    latents, in report.json / .md / .html; the PSNR agrees with one computed here from the library."""
+    from random_sd import build_random_tiny_vae
+
+    from edgegen import Pipeline
+    from edgegen.export import export_stable_diffusion
+    from edgegen.metrics import image_figures
+
+    art = export_stable_diffusion(tiny_sd_dir, tmp_path / "art", tiny_vae=build_random_tiny_vae(tmp_path / "taesd"),
+                                  components=("text_encoder", "unet", "vae_decoder"))
+    out = tmp_path / "report"
+    result = run_cli("bench", art, "--backend", "onnxruntime", "--steps", "2", "--runs", "1", "--warmup", "0",
+                     "--num-images", "2", "--height", "32", "--width", "32", "--out", out)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((out / "report.json").read_text())["results"]
+    d = row["decoders"]
+    assert d["full"]["decode_s_per_image"] > 0 and d["tiny"]["decode_s_per_image"] > 0
+    assert d["decode_speedup"] == pytest.approx(d["full"]["decode_s_per_image"] / d["tiny"]["decode_s_per_image"])
+    assert row["engines"]["vae_decoder_tiny"]["calls_per_run"] == 0  # the main runs use the full decoder
+    pipe = Pipeline.load(art, backend="onnxruntime")
+    args = dict(num_inference_steps=2, seed=0, num_images=2, height=32, width=32)
+    full, tiny = (pipe("a lighthouse on a cliff at sunset", decoder=k, **args).images for k in ("full", "tiny"))
+    expected = image_figures(list(full), list(tiny))
+    assert d["tiny_vs_full"]["psnr_db"]["median"] == pytest.approx(expected["psnr_db"]["median"], abs=0.01)
+    assert "## Decoders: full vs tiny on the same latents" in (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    assert page.count("<figure>") == 2 and "tiny decoder</figcaption>" in page and "decode speedup" in page

@@ -16,7 +16,12 @@ from ..images import grid, to_uint8
 UNITS = {"load_s": "s", "first_run_s": "s", "seconds_per_image": "s/image", "images_per_second": "images/s",
          "peak_rss_mb": "MiB", "size_mb": "MiB", "outside_share": "fraction of wall time",
          "engine_sum_ratio": "wall time / sum of engine time", "engines.seconds_per_image": "s/image",
-         "quality.psnr_db": "dB vs FP32 on the same noise", "quality.ssim": "SSIM vs FP32 (0..1)"}
+         "quality.psnr_db": "dB vs FP32 on the same noise", "quality.ssim": "SSIM vs FP32 (0..1)",
+         "decoders.*.decode_s_per_image": "s/image in the decoder engine",
+         "decoders.*.seconds_per_image": "s/image end to end with that decoder",
+         "decoders.tiny_vs_full.psnr_db": "dB, tiny vs full decoder on the same latents",
+         "decoders.tiny_vs_full.ssim": "SSIM, tiny vs full decoder on the same latents (0..1)",
+         "decoders.decode_speedup": "full decode time / tiny decode time"}
 
 
 def _label(row: dict) -> str:
@@ -73,12 +78,34 @@ def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     return head, body
 
 
+def _decoder_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Rows with a tiny decoder: both decoders' time and the tiny one's quality cost."""
+    head = ["configuration", "full decode ms/image", "tiny decode ms/image", "decode speedup",
+            "s/image full", "s/image tiny", "PSNR tiny vs full dB (median)", "SSIM tiny vs full"]
+    body = []
+    for r in rows:
+        d = r.get("decoders")
+        if d:
+            q = d["tiny_vs_full"]
+            body.append([_label(r), f"{1000 * d['full']['decode_s_per_image']:.1f}",
+                         f"{1000 * d['tiny']['decode_s_per_image']:.1f}", f"{d['decode_speedup']:.1f}x",
+                         f"{d['full']['seconds_per_image']:.4f}", f"{d['tiny']['seconds_per_image']:.4f}",
+                         f"{q['psnr_db']['median']:.2f}", f"{q['ssim']['mean']:.4f}"])
+    return head, body
+
+
+def _figure(images: np.ndarray, label: str) -> str:
+    return (f"<figure><img alt='{html.escape(label)}' src='data:image/png;base64,"
+            f"{_png(grid(to_uint8(images), columns=min(4, len(images))))}'><figcaption>{html.escape(label)}</figcaption></figure>")
+
+
 def write_reports(report: dict, out: str | Path) -> dict[str, Path]:
     """Write report.json / report.md / report.html into ``out`` (atomically, umask modes); returns their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = report["results"]
-    clean = {**report, "units": UNITS, "results": [{k: v for k, v in r.items() if k != "images"} for r in rows]}
+    clean = {**report, "units": UNITS,
+             "results": [{k: v for k, v in r.items() if k not in ("images", "images_tiny")} for r in rows]}
     write_json_atomic(out / "report.json", clean)
 
     head, body = _table(rows)
@@ -94,15 +121,19 @@ def write_reports(report: dict, out: str | Path) -> dict[str, Path]:
           *["| " + " | ".join(b) + " |" for b in comp_body],
           "\nPSNR / SSIM compare each configuration with the FP32 run of the same artifact on the same noise. "
           "Time ratio is relative to the first row."]
+    dec_head, dec_body = _decoder_table(rows)
+    if dec_body:
+        md += ["\n## Decoders: full vs tiny on the same latents\n", "| " + " | ".join(dec_head) + " |",
+               "|" + "---|" * len(dec_head), *["| " + " | ".join(b) + " |" for b in dec_body]]
     write_text_atomic(out / "report.md", "\n".join(md) + "\n")
 
     def html_table(h, b):
         return ("<table><tr>" + "".join(f"<th>{html.escape(x)}</th>" for x in h) + "</tr>"
                 + "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in row) + "</tr>" for row in b) + "</table>")
 
-    grids = "".join(f"<figure><img alt='{html.escape(_label(r))}' src='data:image/png;base64,"
-                    f"{_png(grid(to_uint8(r['images']), columns=min(4, len(r['images']))))}'>"
-                    f"<figcaption>{html.escape(_label(r))}</figcaption></figure>" for r in rows)
+    grids = "".join(_figure(r["images"], _label(r)) + (_figure(r["images_tiny"], _label(r) + " · tiny decoder")
+                                                       if "images_tiny" in r else "") for r in rows)
+    decoders = f"<h2>Decoders: full vs tiny on the same latents</h2>{html_table(dec_head, dec_body)}" if dec_body else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>edgegen bench</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margin:8px}}
@@ -110,6 +141,7 @@ img{{image-rendering:pixelated;max-width:360px;min-width:160px}}</style></head><
 <h1>edgegen bench</h1><p>{html.escape(m['cpu'])}, {m['cores']} cores</p>
 <h2>End to end</h2>{html_table(head, body)}
 <h2>Engine time per component</h2>{html_table(comp_head, comp_body)}
+{decoders}
 <h2>Latency per component</h2><img id="plot" alt="latency plot" style="max-width:900px" src="data:image/png;base64,{_plot(rows)}">
 <h2>Images (same noise; FP32 and quantized side by side)</h2><div id="grids">{grids}</div>
 </body></html>"""

@@ -106,7 +106,11 @@ def _measure(art: Artifact, backend: str, precision: str, opts: BenchOptions, st
     if proc.returncode != 0:
         last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit status {proc.returncode}"
         raise EdgegenError(f"bench of '{art.path}' on {backend} {precision} failed: {last}")
-    return json.loads(Path(cfg["result_out"]).read_text()), np.load(cfg["images_out"])
+    figures = json.loads(Path(cfg["result_out"]).read_text())
+    tiny = Path(cfg["images_out"]).with_suffix(".tiny.npy")
+    if tiny.is_file():
+        figures["images_tiny"] = np.load(tiny)
+    return figures, np.load(cfg["images_out"])
 
 
 def worker_command(cfg_path: str | Path) -> list[str]:
@@ -134,7 +138,9 @@ def bench(artifacts: Sequence[str | Path], opts: BenchOptions = BenchOptions(), 
           progress: ProgressCallback | None = None) -> dict:
     """Measure every (artifact, backend, precision); returns the report dict (see ``report.json``).
 
-    Each configuration runs in its own fresh process (:func:`_measure`). ``progress`` gets
+    Each configuration runs in its own fresh process (:func:`_measure`). Artifacts with a tiny
+    decoder (``edgegen export --tiny-vae``) also get ``decoders``: both decoders' time and the
+    tiny one's PSNR / SSIM against the full one on the same latents (``images_tiny`` its images). ``progress`` gets
     ``("bench", configurations done, configurations)`` and a message line per configuration.
     """
     report = progress or silent

@@ -23,7 +23,10 @@ from pathlib import Path
 import numpy as np
 
 
-def _generate(pipe, cfg: dict, seed: int):
+TINY = "vae_decoder_tiny"
+
+
+def _generate(pipe, cfg: dict, seed: int, decoder: str = "full"):
     from ..pipelines import DecoderPipeline
 
     if isinstance(pipe, DecoderPipeline):
@@ -31,7 +34,7 @@ def _generate(pipe, cfg: dict, seed: int):
     kwargs = dict(num_inference_steps=cfg["steps"], seed=seed, num_images=cfg["num_images"])
     if pipe.text_to_image:
         return pipe(cfg["prompt"], guidance_scale=cfg["guidance_scale"], height=cfg.get("height"),
-                    width=cfg.get("width"), sampler=cfg.get("sampler"), **kwargs)
+                    width=cfg.get("width"), sampler=cfg.get("sampler"), decoder=decoder, **kwargs)
     return pipe(sampler=cfg.get("sampler"), **kwargs)
 
 
@@ -47,12 +50,34 @@ def peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def _decoders(pipe, cfg: dict, full: list) -> dict:
+    """Full vs tiny decoder on the same latents (same seed, so the same sampling): each decoder's
+    engine seconds per image and end-to-end seconds per image (medians over ``runs``), and PSNR /
+    SSIM of the tiny decoder's images against the full decoder's (:func:`edgegen.metrics.image_figures`).
+    The tiny decoder's last images go to ``images_out`` with the suffix ``.tiny.npy``."""
+    from ..metrics import image_figures
+
+    tiny = [_generate(pipe, cfg, cfg["seed"], decoder="tiny") for _ in range(max(1, cfg["runs"]))]
+
+    def figures(runs: list, name: str) -> dict:
+        per = lambda key: float(np.median([key(r) / len(r.images) for r in runs]))  # noqa: E731
+        return {"decode_s_per_image": per(lambda r: r.timings["engines"][name]["seconds"]),
+                "seconds_per_image": per(lambda r: r.timings["total_s"])}
+
+    np.save(str(Path(cfg["images_out"]).with_suffix(".tiny.npy")), tiny[-1].images)
+    result = {"full": figures(full, "vae_decoder"), "tiny": figures(tiny, TINY),
+              "tiny_vs_full": image_figures(list(full[-1].images), list(tiny[-1].images))}
+    result["decode_speedup"] = result["full"]["decode_s_per_image"] / max(result["tiny"]["decode_s_per_image"], 1e-12)
+    return result
+
+
 def measure(cfg: dict) -> dict:
     """Load the configuration's pipeline, generate ``warmup`` + ``runs`` times, save the last images.
 
     Returns the figures of one report row: seconds (load, first run, per image: median, p90,
     every run), images per second, per-engine seconds per image and calls, the share of wall
-    time outside engines, component precisions and ``peak_rss_mb`` (MiB, :func:`peak_rss_mib`).
+    time outside engines, component precisions and ``peak_rss_mb`` (MiB, :func:`peak_rss_mib`);
+    with a tiny decoder, ``decoders`` (:func:`_decoders`), measured after the peak RSS.
     """
     from ..pipelines import Pipeline
 
@@ -83,6 +108,7 @@ def measure(cfg: dict) -> dict:
         "engine_sum_ratio": float(np.median([r.timings["total_s"] / r.timings["engine_s"] for r in runs])),
         "component_precision": precisions,
         "peak_rss_mb": peak_rss_mib(),
+        **({"decoders": _decoders(pipe, cfg, runs or [first])} if TINY in pipe.engines else {}),
     }
 
 
