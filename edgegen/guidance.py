@@ -13,6 +13,11 @@ class identity and detail.
 
 :class:`CFGDenoiser` is guidance as a denoiser around a denoiser (k-diffusion's ``CFGDenoiser``):
 it owns the batching of the two branches and the interval, for every conditioned model.
+
+Guidance as an input (Luo et al. 2023, "Latent Consistency Models", sec. 4.2; Meng et al. 2023):
+an LCM-distilled U-Net learnt the guided prediction for a scale given as a sinusoidal embedding
+(:func:`guidance_scale_embedding`, fed with the condition); it runs once per step with no
+unconditional branch, so the conditional feeds carry the embedding and no CFG happens here.
 """
 
 from __future__ import annotations
@@ -30,6 +35,34 @@ Feeds = Mapping[str, np.ndarray]
 def needs_unconditional(guidance_scale: float) -> bool:
     """Whether the unconditional branch has to run: every scale but exactly 1."""
     return guidance_scale != 1.0
+
+
+def guidance_scale_embedding(guidance_scale: float, dim: int, batch: int) -> np.ndarray:
+    """The w-embedding an LCM-distilled U-Net takes as ``timestep_cond``.
+
+    Equal to diffusers' ``LatentConsistencyModelPipeline.get_guidance_scale_embedding`` of
+    ``w = guidance_scale - 1`` (the pipeline's Imagen-style scale minus one; VDM's sinusoidal
+    embedding): ``[sin(1000 w f), cos(1000 w f)]`` with ``f_i = exp(-i log(10000) / (dim/2 - 1))``,
+    ``i < dim // 2``, zero-padded to ``dim`` when odd; float32 arithmetic as diffusers.
+
+    Args:
+        guidance_scale: the scale as ``guidance_scale`` elsewhere (LCM's default 8.5; 1 is w = 0).
+        dim: the U-Net's ``time_cond_proj_dim``, >= 4.
+        batch: rows (one per image; all images share the scale).
+    Returns:
+        (batch, dim) float32 in [-1, 1].
+    Raises:
+        ValueError: ``dim`` below 4 (the frequency spacing divides by ``dim // 2 - 1``).
+    """
+    if dim < 4:
+        raise ValueError(f"guidance embedding dim: expected >= 4, got {dim}")
+    half = dim // 2
+    w = np.float32(guidance_scale - 1) * np.float32(1000.0)
+    step = np.log(np.float32(10000.0)) / np.float32(half - 1)
+    freqs = np.exp(np.arange(half, dtype=np.float32) * -step).astype(np.float32)
+    angles = w * freqs
+    emb = np.concatenate([np.sin(angles), np.cos(angles), np.zeros(dim % 2, np.float32)]).astype(np.float32)
+    return np.ascontiguousarray(np.broadcast_to(emb, (batch, dim)))
 
 
 def check_interval(interval) -> tuple[float, float]:

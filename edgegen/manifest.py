@@ -172,6 +172,18 @@ class Preview:
 
 
 @dataclass(frozen=True)
+class GuidanceEmbedding:
+    """Guidance as a U-Net input (``guidance_embedding``): an LCM-distilled U-Net (Luo et al. 2023)
+    takes the sinusoidal w-embedding of ``guidance_scale - 1`` (diffusers'
+    ``LatentConsistencyModelPipeline.get_guidance_scale_embedding``) as ``input``, (batch, dim)
+    float32, and runs once per step: no unconditional branch, no CFG batch."""
+
+    type: str
+    input: str
+    dim: int
+
+
+@dataclass(frozen=True)
 class FileRecord:
     """A file of the artifact as published (``files.<path>``)."""
 
@@ -191,6 +203,7 @@ class Manifest:
     scheduler: Mapping[str, Any] | None = None
     tokenizer: Tokenizer | None = None
     conditioning: Conditioning | None = None
+    guidance_embedding: GuidanceEmbedding | None = None
     files: Mapping[str, FileRecord] = field(default_factory=lambda: MappingProxyType({}))
     edgegen_version: str = ""
     created: str = ""
@@ -203,7 +216,9 @@ class Manifest:
     @property
     def guided(self) -> bool:
         """Whether sampling uses classifier-free guidance (text-to-image, or class-conditional U-Nets):
-        the U-Net then sees two rows per image."""
+        the U-Net then sees two rows per image. Not with a ``guidance_embedding`` (LCM): one row."""
+        if self.guidance_embedding is not None:
+            return False
         return self.family is Family.stable_diffusion or self.conditioning is not None
 
     @property
@@ -272,7 +287,9 @@ def _manifest(data: Any) -> Manifest:
         schema_version=version, family=family, components=MappingProxyType(comps),
         latent=_latent(_get(top, "latent", ""), "latent"), image=_image(_get(top, "image", ""), "image"),
         scheduler=_opt(top, "scheduler", _frozen_obj), tokenizer=_opt(top, "tokenizer", _tokenizer),
-        conditioning=_opt(top, "conditioning", _conditioning), files=_opt(top, "files", _files) or MappingProxyType({}),
+        conditioning=_opt(top, "conditioning", _conditioning),
+        guidance_embedding=_opt(top, "guidance_embedding", _guidance_embedding),
+        files=_opt(top, "files", _files) or MappingProxyType({}),
         edgegen_version=_opt(top, "edgegen_version", _text) or "", created=_opt(top, "created", _text) or "",
         source=_opt(top, "source", _frozen_obj), quantization=_opt(top, "quantization", _frozen_obj),
         tiny_decoder=_opt(top, "tiny_decoder", _tiny_decoder), preview=_opt(top, "preview", _preview),
@@ -490,6 +507,15 @@ def _preview(value: Any, key: str) -> Preview:
     return Preview(matrix=matrix, bias=bias, psnr_db=_num(_get(entry, "psnr_db", key), f"{key}.psnr_db"))
 
 
+def _guidance_embedding(value: Any, key: str) -> GuidanceEmbedding:
+    entry = _obj(value, key)
+    kind = _get(entry, "type", key)
+    if kind != "lcm":
+        raise ManifestError(f"{key}.type", "'lcm'", kind)
+    return GuidanceEmbedding(type=kind, input=_text(_get(entry, "input", key), f"{key}.input"),
+                             dim=_int(_get(entry, "dim", key), f"{key}.dim", 4, 1 << 16))
+
+
 def _files(value: Any, key: str) -> Mapping[str, FileRecord]:
     out = {}
     for path, record in _obj(value, key).items():
@@ -535,6 +561,23 @@ def _check_family(m: Manifest, top: Mapping) -> None:
         if m.conditioning is not None and not class_input:
             raise ManifestError("conditioning", "null or absent (the U-Net has no class_labels input)",
                                 dict(top["conditioning"]))
+    _check_guidance_embedding(m, top)
+
+
+def _check_guidance_embedding(m: Manifest, top: Mapping) -> None:
+    """``guidance_embedding`` exactly when the U-Net has a ``timestep_cond`` input, of shape (batch, dim)."""
+    g, unet = m.guidance_embedding, m.components.get("unet")
+    if g is None:
+        if unet is not None and unet.input("timestep_cond") is not None:
+            raise ManifestError("guidance_embedding", "{type: lcm, input: timestep_cond, dim} (the U-Net has a "
+                                "timestep_cond input)", top.get("guidance_embedding", _MISSING))
+        return
+    tensor = unet.input(g.input) if unet is not None else None
+    if tensor is None:
+        raise ManifestError("guidance_embedding.input", "an input of the U-Net", g.input)
+    if len(tensor.shape) != 2 or tensor.shape[1] != g.dim or tensor.dtype != "float32":
+        raise ManifestError("guidance_embedding.dim", f"the size of U-Net input '{g.input}' (batch, dim) float32, "
+                            f"which is {tensor.dtype} {list(tensor.shape)}", g.dim)
 
 
 def _check_extras(m: Manifest, top: Mapping) -> None:

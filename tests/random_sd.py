@@ -57,11 +57,14 @@ def _byte_vocab() -> tuple[dict[str, int], list[str]]:
     return {t: i for i, t in enumerate(dict.fromkeys(tokens))}, merges
 
 
-def build_random_sd(out: str | Path, preset: str = "tiny", seed: int = 0) -> Path:
+def build_random_sd(out: str | Path, preset: str = "tiny", seed: int = 0, *, lcm: bool = False) -> Path:
     """Save a random-init diffusers StableDiffusionPipeline directory at ``out``.
 
     The scheduler is DDIM with SD 1.5's schedule (scaled_linear 0.00085..0.012, steps_offset 1,
-    set_alpha_to_one false, clip_sample false). Returns ``out``.
+    set_alpha_to_one false, clip_sample false). With ``lcm`` it is an LCM-distilled pipeline as
+    ``SimianLuo/LCM_Dreamshaper_v7`` is laid out: a LatentConsistencyModelPipeline whose U-Net has
+    ``time_cond_proj_dim=256`` (guidance as the ``timestep_cond`` input) and whose scheduler is
+    LCMScheduler with that checkpoint's config. Returns ``out``.
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -73,7 +76,7 @@ def build_random_sd(out: str | Path, preset: str = "tiny", seed: int = 0) -> Pat
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(in_channels=4, out_channels=4, **cfg["unet"])
+    unet = UNet2DConditionModel(in_channels=4, out_channels=4, **cfg["unet"], time_cond_proj_dim=256 if lcm else None)
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, **cfg["vae"])
     vocab, merges = _byte_vocab()
     # transformers >= 5 takes the vocabulary and merges themselves (not file paths).
@@ -82,7 +85,7 @@ def build_random_sd(out: str | Path, preset: str = "tiny", seed: int = 0) -> Pat
     text = CLIPTextModel(CLIPTextConfig(vocab_size=text_vocab, max_position_embeddings=77, layer_norm_eps=1e-5,
                                         bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
                                         pad_token_id=vocab["<|endoftext|>"], **cfg["text"]))
-    return save_sd_pipeline(out, unet=unet, vae=vae, text_encoder=text, tokenizer=tokenizer)
+    return save_sd_pipeline(out, unet=unet, vae=vae, text_encoder=text, tokenizer=tokenizer, lcm=lcm)
 
 
 # AutoencoderTiny sizes whose upscale (2 ** (blocks - 1)) matches each preset's VAE: "tiny" 2x, others 8x
@@ -113,15 +116,20 @@ def build_random_tiny_vae(out: str | Path, preset: str = "tiny", seed: int = 0, 
     return Path(out)
 
 
-def save_sd_pipeline(out: str | Path, *, unet, vae, text_encoder, tokenizer) -> Path:
+def save_sd_pipeline(out: str | Path, *, unet, vae, text_encoder, tokenizer, lcm: bool = False) -> Path:
     """Save random-init components as a diffusers StableDiffusionPipeline directory with SD's DDIM
-    scheduler config (scaled_linear betas 0.00085..0.012, steps_offset 1) and no safety checker."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    scheduler config (scaled_linear betas 0.00085..0.012, steps_offset 1) and no safety checker;
+    with ``lcm`` a LatentConsistencyModelPipeline with LCM_Dreamshaper_v7's LCMScheduler config."""
+    from diffusers import DDIMScheduler, LatentConsistencyModelPipeline, LCMScheduler, StableDiffusionPipeline
 
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=tokenizer,
-                                   unet=unet.eval(), scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    if lcm:
+        scheduler = LCMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                                 set_alpha_to_one=True, steps_offset=1, original_inference_steps=50)
+    else:
+        scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                                  set_alpha_to_one=False, steps_offset=1)
+    cls = LatentConsistencyModelPipeline if lcm else StableDiffusionPipeline
+    pipe = cls(vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(),
+               scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(str(out))
     return Path(out)

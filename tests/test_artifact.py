@@ -179,6 +179,14 @@ CASES = {
     "class U-Net without conditioning": ("class-unet", _set(("conditioning",), _DELETE), "conditioning"),
     "conditioning num_classes -1": ("class-unet", _set(("conditioning", "num_classes"), -1),
                                     "conditioning.num_classes"),
+    "guidance_embedding without timestep_cond": ("class-unet", _set(("guidance_embedding",), {
+        "type": "lcm", "input": "timestep_cond", "dim": 256}), "guidance_embedding.input"),
+    "guidance_embedding of another kind": ("class-unet", _set(("guidance_embedding",), {
+        "type": "flux", "input": "guidance", "dim": 1}), "guidance_embedding.type"),
+    "guidance_embedding dim 2": ("class-unet", _set(("guidance_embedding",), {
+        "type": "lcm", "input": "class_labels", "dim": 2}), "guidance_embedding.dim"),
+    "guidance_embedding dim not the input's": ("class-unet", _set(("guidance_embedding",), {
+        "type": "lcm", "input": "class_labels", "dim": 8}), "guidance_embedding.dim"),
     "unknown precision": ("generator", lambda m: m["components"]["generator"]["variants"].update(
         int4=m["components"]["generator"]["variants"].pop("int8")), "components.generator.variants key"),
     "unknown backend": ("generator", lambda m: m["components"]["generator"]["variants"]["int8"].update(
@@ -344,7 +352,7 @@ def test_docs_and_dataclasses_say_the_same():
                 "Variant entry": manifest.Variant, "`latent`": manifest.Latent, "`image`": manifest.Image,
                 "`tokenizer`": manifest.Tokenizer, "`conditioning`": manifest.Conditioning,
                 "`files` entry": manifest.FileRecord, "`tiny_decoder`": manifest.TinyDecoder,
-                "`preview`": manifest.Preview}
+                "`preview`": manifest.Preview, "`guidance_embedding`": manifest.GuidanceEmbedding}
     documented, heading = {}, None
     for line in (Path(__file__).parents[1] / "docs" / "artifact.md").read_text().splitlines():
         if line.startswith("#"):

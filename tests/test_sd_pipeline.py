@@ -167,7 +167,7 @@ def test_callback_sees_sigma_and_x0_and_can_stop(ort_pipe):
     (dict(num_inference_steps=0), "EngineInputError", "num_inference_steps: expected an integer >= 1, got 0"),
     (dict(num_inference_steps=2.5), "EngineInputError", "num_inference_steps: expected an integer >= 1, got 2.5"),
     (dict(num_inference_steps=5000), "ScheduleError", "num_inference_steps: expected 1..1000, got 5000"),
-    (dict(sampler="heun"), "ScheduleError", "sampler: expected one of ddpm, ddim, euler, euler-a, dpmpp-2m, got 'heun'"),
+    (dict(sampler="heun"), "ScheduleError", "sampler: expected one of ddpm, ddim, euler, euler-a, dpmpp-2m, lcm, got 'heun'"),
     (dict(sampler="ddim", sigmas="karras"), "ScheduleError", "sigmas: ddim runs on the discrete"),
     (dict(class_label=3), "EngineInputError", "class_label: a Stable Diffusion artifact takes a text prompt"),
     (dict(guidance_interval=(2.0, 1.0)), "EngineInputError", r"guidance_interval: expected .* got \(2.0, 1.0\)"),

@@ -405,7 +405,7 @@ def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | 
 
     f = art.spec.latent.scale_factor or 8
     h, w = size[0] // f, size[1] // f
-    rows = 2 * batch if art.family == "stable-diffusion" else batch  # CFG runs both branches
+    rows = 2 * batch if art.family == "stable-diffusion" and art.spec.guided else batch  # CFG runs both branches
     feeds = {"unet": ("sample", rows), "vae_decoder": ("latents", batch)}
     comps = [name for name in art.spec.components if name in feeds]
     fused = (backend or default_backend()) == "openvino"

@@ -40,6 +40,13 @@ class _UNet(torch.nn.Module):
         return self.net(sample, timestep, encoder_hidden_states, return_dict=False)[0]
 
 
+class _GuidanceEmbeddedUNet(_UNet):
+    """An LCM-distilled U-Net (``time_cond_proj_dim``): guidance enters as ``timestep_cond``."""
+
+    def forward(self, sample, timestep, encoder_hidden_states, timestep_cond):
+        return self.net(sample, timestep, encoder_hidden_states, timestep_cond=timestep_cond, return_dict=False)[0]
+
+
 class _VaeDecoder(torch.nn.Module):
     def __init__(self, vae):
         super().__init__()
@@ -206,6 +213,7 @@ class _Exporter:
         self.gate = dict(atol=atol, rtol=rtol, seed=seed, progress=report)
         self.max_length, self.hidden, self.sample_size = 77, None, None
         self.tiny_source: str | None = None
+        self.guidance_embedding: dict | None = None
 
     def _export(self, module, spec: ComponentSpec, subfolder: str) -> dict:
         entry = export_component(module, spec, self.staging / f"{spec.name}.onnx", **self.gate)
@@ -226,13 +234,19 @@ class _Exporter:
             s, subfolder=subfolder, torch_dtype=torch.float32), self.source, "unet").eval()
         self.sample_size = size = int(unet.config.sample_size)
         c, cross = int(unet.config.in_channels), int(unet.config.cross_attention_dim)
+        inputs = (TensorSpec("sample", ("batch", c, "latent_height", "latent_width"), "float32"),
+                  TensorSpec("timestep", ("batch",), "float32"),
+                  TensorSpec("encoder_hidden_states", ("batch", "sequence", cross), "float32"))
+        wrapper = _UNet(unet)
+        dim = unet.config.get("time_cond_proj_dim")
+        if dim is not None:  # LCM-distilled: the w-embedding of the guidance scale is an input
+            inputs += (TensorSpec("timestep_cond", ("batch", int(dim)), "float32"),)
+            wrapper = _GuidanceEmbeddedUNet(unet)
+            self.guidance_embedding = {"type": "lcm", "input": "timestep_cond", "dim": int(dim)}
         spec = ComponentSpec(
-            "unet", (TensorSpec("sample", ("batch", c, "latent_height", "latent_width"), "float32"),
-                     TensorSpec("timestep", ("batch",), "float32"),
-                     TensorSpec("encoder_hidden_states", ("batch", "sequence", cross), "float32")),
-            (TensorSpec("noise_pred", ("batch", c, "latent_height", "latent_width"), "float32"),),
+            "unet", inputs, (TensorSpec("noise_pred", ("batch", c, "latent_height", "latent_width"), "float32"),),
             sizes={"batch": 2, "latent_height": size, "latent_width": size, "sequence": self.max_length})
-        return self._export(_UNet(unet), spec, "unet")
+        return self._export(wrapper, spec, "unet")
 
     def vae_decoder(self, vae, size: int) -> dict:
         channels = int(vae.config.latent_channels)
@@ -311,7 +325,11 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
             ``latents`` as ``vae_decoder`` (``Pipeline(..., decoder="tiny")``; gated against
             ``AutoencoderTiny.decode`` like every component). Needs ``vae_decoder`` in a text-to-image export.
         progress: ``(stage, done, total)`` messages per loading / tracing / gating step.
-    Graphs have dynamic batch and spatial dims; the U-Net's timestep is float32 (batch,).
+    Graphs have dynamic batch and spatial dims; the U-Net's timestep is float32 (batch,). An
+    LCM-distilled U-Net (``time_cond_proj_dim`` in its config; Luo et al. 2023) also takes
+    ``timestep_cond`` (batch, time_cond_proj_dim) float32, the w-embedding of its guidance scale,
+    recorded as the manifest's ``guidance_embedding``. LoRA adapters are not applied here: fuse
+    them into the U-Net (diffusers' ``fuse_lora``) and save the pipeline before exporting.
     The tokenizer is saved as ``tokenizer.json`` for the ``tokenizers`` package; the scheduler
     config is copied into the manifest; with a VAE decoder, the linear latent -> RGB projection
     of previews is fitted on it (:func:`edgegen.preview.fit_projection`, manifest ``preview``). With ``int8`` options, INT8 variants of the exported
@@ -340,7 +358,8 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
         exporter.tiny_source = None if tiny_vae is None else str(tiny_vae)
         entries = _export_components(exporter, components, vae, tiny)
         extras = {"tiny_decoder": entries.pop("tiny_decoder", None),
-                  "preview": _fit_preview(vae, scale, report) if "vae_decoder" in components else None}
+                  "preview": _fit_preview(vae, scale, report) if "vae_decoder" in components else None,
+                  "guidance_embedding": exporter.guidance_embedding}
         tokenizer_entry = None
         if "text_encoder" in components:
             tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..artifact import Artifact
 from ..errors import EngineInputError
-from ..guidance import CFGDenoiser, batch_mode, check_interval, needs_unconditional
+from ..guidance import CFGDenoiser, batch_mode, check_interval, guidance_scale_embedding, needs_unconditional
 from ..images import to_unit_range
 from ..preview import fit_projection, project
 from ..runtimes.base import check_finite
@@ -63,6 +63,7 @@ class DiffusionPipeline:
         self.schedule = spec.schedule
         self.default_sampler = _DEFAULT_SAMPLER.get(spec.scheduler_class, "ddim")
         self.image, self.latent, self.conditioning = spec.image, spec.latent, spec.conditioning
+        self.guidance_embedding = spec.guidance_embedding
         self._timestep = self.unet.input("timestep")
         self._projection = None  # (matrix, bias) of previews, read or fitted at the first preview
         self.class_names = list(self.conditioning.class_names) if self.conditioning is not None else None
@@ -101,7 +102,7 @@ class DiffusionPipeline:
 
         Args:
             prompt, negative_prompt: Stable Diffusion only: one text for all images or one per image;
-                the negative prompt replaces the empty unconditional one.
+                the negative prompt replaces the empty unconditional one (none for LCM-distilled U-Nets).
             class_label: class-conditional U-Nets only: one label (0..num_classes-1) for all images or
                 one per image; default: cycle through the classes.
             num_inference_steps: >= 1 (and at most the training steps).
@@ -112,7 +113,8 @@ class DiffusionPipeline:
             eta: ddim (default 0) and euler-a (default 1) noise share, finite and >= 0; an explicit 0
                 is honoured (euler-a at eta 0 is Euler). Fixed for the others: ddpm and lcm 1, euler and
                 dpmpp-2m 0.
-            guidance_scale: CFG scale w (finite); 1 skips the unconditional pass.
+            guidance_scale: CFG scale w (finite); 1 skips the unconditional pass. LCM-distilled U-Nets
+                (``guidance_embedding``) take it as an input instead (one pass; LCM's default is 8.5).
             seed: seeds ``numpy.random.default_rng`` for the latents and the sampler noise.
             num_images: images to generate (default 1, or the batch of ``init_noise``).
             height, width: Stable Diffusion image size in pixels, multiples of the VAE factor.
@@ -237,6 +239,8 @@ class DiffusionPipeline:
                 raise EngineInputError("class_label: a Stable Diffusion artifact takes a text prompt, got a class label")
             cond, uncond, info = self._text_condition(prompt, negative_prompt, batch, guidance_scale)
             interval = None if guidance_interval == "default" else guidance_interval
+            if self.guidance_embedding is not None:
+                cond = self._embedded_guidance(cond, batch, guidance_scale, negative_prompt, interval)
         elif self.conditioning is not None:
             if prompt is not None or negative_prompt is not None:
                 raise EngineInputError(f"prompt: this class-conditional U-Net takes class_label= (classes "
@@ -249,7 +253,7 @@ class DiffusionPipeline:
             return denoiser, {}
         interval = None if interval is None else _interval(interval)
         guided = uncond is not None
-        info.update(guidance_scale=guidance_scale if guided else 1.0,
+        info.update(guidance_scale=guidance_scale if guided or self.guidance_embedding else 1.0,
                     guidance_interval=list(interval) if guided and interval else None)
         mode = batch_mode(self.unet.input("sample").shape[0], batch) if guided else "joint"
         return CFGDenoiser(denoiser, cond, uncond, guidance_scale, mode=mode, interval=interval), info
@@ -257,9 +261,19 @@ class DiffusionPipeline:
     def _network(self, feeds) -> np.ndarray:
         return self.unet(feeds)["noise_pred"]
 
+    def _embedded_guidance(self, cond, batch: int, guidance_scale: float, negative_prompt, interval) -> dict:
+        """LCM-distilled U-Nets: ``cond`` plus the w-embedding of ``guidance_scale`` (one U-Net call per
+        step, no unconditional branch: LatentConsistencyModelPipeline). Refuses what needs that branch."""
+        g = self.guidance_embedding
+        for name, value in (("negative_prompt", negative_prompt), ("guidance_interval", interval)):
+            if value is not None:
+                raise EngineInputError(f"{name}: this LCM-distilled U-Net takes the guidance scale as an input "
+                                       f"(no unconditional pass to steer or skip); expected None, got {value!r}")
+        return {**cond, g.input: guidance_scale_embedding(guidance_scale, g.dim, batch)}
+
     def _text_condition(self, prompt, negative_prompt, batch: int, guidance_scale: float) -> tuple:
         prompts = self._as_list(prompt or "", batch, "prompt")
-        guided = needs_unconditional(guidance_scale)
+        guided = needs_unconditional(guidance_scale) and self.guidance_embedding is None
         negatives = self._as_list(negative_prompt or "", batch, "negative_prompt") if guided else []
         # Prompt and negative share one chunk count: CFG batches them along the batch axis.
         chunks = self.tokenizer.num_chunks(prompts + negatives)
