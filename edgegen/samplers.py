@@ -21,7 +21,8 @@ References:
     DPM-Solver++ 2M: Lu et al. 2022 ("DPM-Solver++", alg. 2, multistep second order, data
     prediction); k-diffusion's ``sample_dpmpp_2m``.
     LCM: Luo et al. 2023 ("Latent Consistency Models", alg. 3, multistep consistency sampling),
-    diffusers' ``LCMScheduler``; like DDPM it runs in VP space.
+    diffusers' ``LCMScheduler``; its re-noising is an ancestral step to the next level with
+    ``sigma_down = 0`` (``x = f + sigma_next z``).
 Numerical parity with diffusers' DDPM / DDIM / EulerDiscrete / EulerAncestralDiscrete /
 DPMSolverMultistep / LCM schedulers is tested to 1e-5.
 """
@@ -214,43 +215,55 @@ def sample_dpmpp_2m(denoise: Denoise, x: np.ndarray, sigmas: np.ndarray, *, firs
     return x
 
 
-def sample_lcm(denoise: Denoise, x: np.ndarray, alphas_cumprod: np.ndarray, c_skip: np.ndarray, c_out: np.ndarray,
+def sample_lcm(denoise: Denoise, x: np.ndarray, sigmas: np.ndarray, c_skip: np.ndarray, c_out: np.ndarray,
                *, noise: Noise | None, callback: Callback | None = None) -> np.ndarray:
     """Multistep latent consistency sampling (Luo et al. 2023, alg. 3; diffusers' ``LCMScheduler``).
 
-    At each grid timestep the consistency function ``f(x_t) = c_skip x_t + c_out x0`` maps the
-    VP sample to a clean estimate (x0 from the denoiser, clipped when it clips); every step but
-    the last then re-noises it to the next grid timestep with fresh noise,
-    ``x = sqrt(a_next) f + sqrt(1 - a_next) z``. The last step returns ``f`` itself (no noise;
-    one step is one network call and no noise at all). ``callback`` sees ``f`` as the x0 estimate.
+    At each grid level the consistency function ``f = c_skip x_t + c_out x0`` maps the VP sample
+    ``x_t = x / sqrt(1 + sigma**2)`` to a clean estimate (x0 from the denoiser, clipped when it
+    clips); every step but the last re-noises it to the next grid level with fresh noise,
+    ``x = f + sigma_next z`` (diffusers' ``sqrt(a_next) f + sqrt(1 - a_next) z`` in sigma space).
+    The last step returns ``f`` (no noise: one step is one network call and no noise at all).
+    ``callback`` sees ``f`` as the x0 estimate.
 
     Args:
-        denoise: see module docstring; called at ``vp_sigma(alphas_cumprod[i])``.
-        x: (B, C, H, W) float32 VP ``x_t`` at the first grid timestep, initially N(0, I).
-        alphas_cumprod: (N,) float32 ``alphas_cumprod`` at the run's grid timesteps
-            (``NoiseSchedule.lcm_timesteps``).
-        c_skip, c_out: (N,) float32 boundary scalings at those timesteps (``NoiseSchedule.lcm_scalings``).
+        denoise: see module docstring.
+        x: (B, C, H, W) float32 at ``sigmas[0]`` in sigma space.
+        sigmas: (N+1,) float32 decreasing: the grid timesteps' noise levels
+            (``NoiseSchedule.lcm_timesteps``), then 0.
+        c_skip, c_out: (N,) float32 boundary scalings at those timesteps (:func:`lcm_boundary_scalings`).
         noise: standard-normal source, called once per step except the last (may be None for N = 1).
     Returns:
-        (B, C, H, W) float32 clean sample (VP space at t = 0, i.e. the latents to decode).
+        (B, C, H, W) float32 clean sample (sigma 0, where sigma space is VP space: the latents to decode).
     Raises:
         ValueError: more than one step and no noise source.
     """
-    n = len(alphas_cumprod)
+    n = len(sigmas) - 1
     if n > 1 and noise is None:
         raise ValueError(f"sample_lcm: {n} steps re-noise between steps and need a noise source, got noise=None")
     for i in range(n):
-        a = np.float32(alphas_cumprod[i])
-        sigma = vp_sigma(a)
-        x0 = denoise(x / a**0.5, sigma).x0
-        denoised = np.float32(c_out[i]) * x0 + np.float32(c_skip[i]) * x
-        x = denoised
-        if i < n - 1:
-            a_next = np.float32(alphas_cumprod[i + 1])
-            x = a_next**0.5 * denoised + (1 - a_next) ** 0.5 * noise(x.shape)
-        if _stop(callback, i, sigma, denoised):
+        sigma, nxt = np.float32(sigmas[i]), np.float32(sigmas[i + 1])
+        x0 = denoise(x, sigma).x0
+        x_t = x / (sigma * sigma + np.float32(1)) ** np.float32(0.5)
+        f = np.float32(c_out[i]) * x0 + np.float32(c_skip[i]) * x_t
+        x = f + nxt * noise(f.shape) if i < n - 1 else f
+        if _stop(callback, i, sigma, f):
             break
     return x
+
+
+def lcm_boundary_scalings(timesteps: np.ndarray, timestep_scaling: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """Consistency-model boundary scalings at ``timesteps`` (LCMScheduler's
+    ``get_scalings_for_boundary_condition_discrete``; Song et al. 2023, eq. 7, sigma_data 0.5).
+
+    With ``s = timestep * timestep_scaling``: ``c_skip = 0.25 / (s**2 + 0.25)``,
+    ``c_out = s / sqrt(s**2 + 0.25)``, so ``c_skip -> 0`` and ``c_out -> 1`` away from t = 0.
+    Returns:
+        (c_skip, c_out), two float32 arrays shaped as ``timesteps`` (float32 as diffusers computes them).
+    """
+    s = np.asarray(timesteps).astype(np.float32) * np.float32(timestep_scaling)
+    var = np.float32(0.5) ** 2
+    return (var / (s * s + var)).astype(np.float32), (s / (s * s + var) ** np.float32(0.5)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -271,7 +284,8 @@ class SamplingPlan:
         alphas_cumprod, alphas_cumprod_prev: DDPM: (N,) float32; LCM: ``alphas_cumprod`` at its timesteps.
         final_noise: DDPM: noise on the last step too.
         first_order_final: DPM++ 2M: last step first order.
-        c_skip, c_out: LCM: (N,) float32 boundary scalings.
+        timestep_scaling: LCM: the boundary scalings' factor (:func:`lcm_boundary_scalings` of
+            ``timesteps``, so a plan cut to fewer steps keeps them aligned).
         clip: whether x0 is clipped (ddpm / ddim / lcm with ``clip_sample``; diffusers' other
             schedulers never clip).
     """
@@ -289,8 +303,7 @@ class SamplingPlan:
     first_order_final: bool = False
     clip: bool = False
     variance_type: str = "fixed_small"
-    c_skip: np.ndarray | None = None
-    c_out: np.ndarray | None = None
+    timestep_scaling: float | None = None
 
     @classmethod
     def build(cls, schedule: NoiseSchedule, sampler: str | Sampler, num_inference_steps: int, *,
@@ -329,9 +342,9 @@ class SamplingPlan:
     def _lcm(cls, schedule: NoiseSchedule, num_inference_steps: int) -> "SamplingPlan":
         timesteps = schedule.lcm_timesteps(num_inference_steps)
         a_t = schedule.alphas_cumprod[timesteps]
-        c_skip, c_out = schedule.lcm_scalings(timesteps)
         return cls(Sampler.lcm, np.append(vp_sigma(a_t), np.float32(0)).astype(np.float32), timesteps, 1.0, True,
-                   alphas_cumprod=a_t, clip=schedule.clip_sample_range is not None, c_skip=c_skip, c_out=c_out)
+                   alphas_cumprod=a_t, clip=schedule.clip_sample_range is not None,
+                   timestep_scaling=schedule.timestep_scaling)
 
     @property
     def steps(self) -> int:
@@ -367,12 +380,13 @@ class SamplingPlan:
         if self.sampler == Sampler.ddpm:
             return sample_ddpm(denoise, x, self.alphas_cumprod, self.alphas_cumprod_prev, noise=noise,
                                variance_type=self.variance_type, final_noise=self.final_noise, callback=callback)
-        if self.sampler == Sampler.lcm:
-            return sample_lcm(denoise, x, self.alphas_cumprod, self.c_skip, self.c_out, noise=noise, callback=callback)
         if self.vp:
             x *= (1 + self.sigmas[0] ** 2) ** np.float32(0.5)
         if self.sampler == Sampler.dpmpp_2m:
             x = sample_dpmpp_2m(denoise, x, self.sigmas, first_order_final=self.first_order_final, callback=callback)
+        elif self.sampler == Sampler.lcm:
+            c_skip, c_out = lcm_boundary_scalings(self.timesteps, self.timestep_scaling)
+            x = sample_lcm(denoise, x, self.sigmas, c_skip, c_out, noise=noise, callback=callback)
         else:
             x = sample_euler_ancestral(denoise, x, self.sigmas, eta=eta, noise=noise, callback=callback,
                                        sigmas_to=self.sigmas_to)

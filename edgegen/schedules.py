@@ -336,19 +336,6 @@ class NoiseSchedule:
     def _lcm_k(self) -> int:
         return self.num_train_timesteps // self.original_inference_steps
 
-    def lcm_scalings(self, timesteps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Consistency-model boundary scalings at ``timesteps`` (LCMScheduler's
-        ``get_scalings_for_boundary_condition_discrete``; Song et al. 2023, eq. 7, sigma_data 0.5).
-
-        With ``s = timestep * timestep_scaling``: ``c_skip = 0.25 / (s**2 + 0.25)``,
-        ``c_out = s / sqrt(s**2 + 0.25)``, so ``c_skip -> 0`` and ``c_out -> 1`` away from t = 0.
-        Returns:
-            (c_skip, c_out), two (N,) float32 arrays (float32 as diffusers computes them).
-        """
-        s = np.asarray(timesteps).astype(np.float32) * np.float32(self.timestep_scaling)
-        var = np.float32(0.5) ** 2
-        return (var / (s * s + var)).astype(np.float32), (s / (s * s + var) ** np.float32(0.5)).astype(np.float32)
-
     def init_noise_sigma(self, sigmas: np.ndarray) -> float:
         """Scale of the initial Gaussian latents for Euler samplers (diffusers' rule)."""
         top = float(sigmas.max())

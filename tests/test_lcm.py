@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import run_cli
 
@@ -118,6 +119,11 @@ def test_cli_runs_lcm(lcm_artifact, tmp_path):
                      "--guidance-scale", "8.5", "--num-images", "2", "--out", tmp_path / "images")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "images").glob("*.png")) == ["image-0000.png", "image-0001.png"]
+    # Left out, --steps and --guidance-scale are LatentConsistencyModelPipeline's: 4 and 8.5.
+    result = run_cli("run", lcm_artifact, "--prompt", "a cat", "--out", tmp_path / "defaults")
+    assert result.exit_code == 0, result.output
+    text = Image.open(tmp_path / "defaults" / "image-0000.png").text
+    assert (text["sampler"], text["steps"], text["guidance_scale"]) == ("lcm", "4", "8.5"), text
     refused = run_cli("run", lcm_artifact, "--prompt", "a cat", "--negative-prompt", "x", "--steps", "1",
                       "--out", tmp_path / "no")
     assert refused.exit_code == 1 and "negative_prompt: this LCM-distilled U-Net" in refused.output

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 from edgegen.denoiser import Denoiser  # noqa: E402
-from edgegen.samplers import SamplingPlan, ancestral_step, sample_euler_ancestral  # noqa: E402
+from edgegen.samplers import SamplingPlan, ancestral_step, lcm_boundary_scalings, sample_euler_ancestral  # noqa: E402
 from edgegen.schedules import NoiseSchedule  # noqa: E402
 from edgegen.errors import ScheduleError  # noqa: E402
 
@@ -362,8 +362,9 @@ def test_lcm_matches_diffusers(config, steps, prediction_type):
     got, plan = run_edgegen("lcm", {**config, "_class_name": "LCMScheduler"}, steps, latents, seed=11, eta=None)
     np.testing.assert_array_equal(plan.timesteps, sched.timesteps.numpy())
     c_skip, c_out = zip(*(sched.get_scalings_for_boundary_condition_discrete(t) for t in sched.timesteps))
-    np.testing.assert_allclose(plan.c_skip, torch.stack(c_skip).numpy(), rtol=1e-6)
-    np.testing.assert_allclose(plan.c_out, torch.stack(c_out).numpy(), rtol=1e-6)
+    ours = lcm_boundary_scalings(plan.timesteps, plan.timestep_scaling)
+    np.testing.assert_allclose(ours[0], torch.stack(c_skip).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ours[1], torch.stack(c_out).numpy(), rtol=1e-6)
     assert np.abs(ref).max() < 10, "the analytic model should keep samples O(1)"
     assert np.abs(got - ref).max() <= 1e-5, f"max abs diff {np.abs(got - ref).max()}"
 

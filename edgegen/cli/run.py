@@ -21,6 +21,8 @@ from .common import Backend, parse_range, progress_bar, reported, stdout
 
 MAX_IMAGES = 100_000  # per run; more is a typo (1e12 images would fill the disk long before it ends)
 DEFAULTS = {"steps": 50, "guidance_scale": 7.5}
+# LatentConsistencyModelPipeline's defaults: 4 steps with the lcm sampler, 8.5 for U-Nets taking guidance as an input.
+LCM_DEFAULTS = {"steps": 4, "guidance_scale": 8.5}
 
 
 class Precision(str, Enum):
@@ -36,11 +38,11 @@ def run(
     prompt: Annotated[Optional[str], typer.Option(help="Text prompt (Stable Diffusion; required, '' for an unconditional sample), or a class name (class-conditional U-Net).")] = None,
     class_label: Annotated[Optional[int], typer.Option(help="Class label (class-conditional U-Net); default: cycle through the classes.")] = None,
     negative_prompt: Annotated[Optional[str], typer.Option(help="Negative prompt (Stable Diffusion).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Number of sampling steps (diffusion). [default: 50]")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Number of sampling steps (diffusion). [default: 50; 4 with the lcm sampler]")] = None,
     sampler: Annotated[Optional[Sampler], typer.Option(help="Sampler; default from the scheduler config.")] = None,
     sigmas: Annotated[Optional[SigmaSchedule], typer.Option(help="Noise levels for euler, euler-a, dpmpp-2m; default the scheduler config's.")] = None,
     eta: Annotated[Optional[float], typer.Option(help="Noise share >= 0 of ddim (default 0, deterministic) and euler-a (default 1).")] = None,
-    guidance_scale: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (1 = off). [default: 7.5]")] = None,
+    guidance_scale: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (1 = off); LCM-distilled U-Nets take it as an input. [default: 7.5; 8.5 for LCM-distilled U-Nets]")] = None,
     guidance_interval: Annotated[Optional[str], typer.Option(help="LO,HI sigma range where guidance applies, or 'all'; default the artifact's, else all.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial noise and sampler noise.")] = 0,
     num_images: Annotated[Optional[int], typer.Option(help=f"Images to generate (1..{MAX_IMAGES}); default 1, or the batch of --init-noise / --latents.")] = None,
@@ -80,7 +82,7 @@ def run(
         batches = [(0, array.shape[0])] if array is not None else [
             (i, min(batch_size, o.num_images - i)) for i in range(0, o.num_images, batch_size)]
         preview = _previewer(pipe, o.preview_every, out) if o.preview_every else None
-        written, total, engine = _generate(_caller(pipe, o, array, interval), batches, steps or DEFAULTS["steps"], out,
+        written, total, engine = _generate(_caller(pipe, o, array, interval), batches, o.steps, out,
                                            diffusion=not isinstance(pipe, DecoderPipeline), preview=preview)
         stdout(f"wrote {len(written)} image(s) to {out} in {total:.2f} s "
                f"({100 * (total - engine) / max(total, 1e-9):.1f}% outside engines, backend {pipe.backend}, "
@@ -115,9 +117,22 @@ def _checked(art, o: SimpleNamespace) -> tuple[Optional[np.ndarray], Optional[tu
             f = art.spec.latent.scale_factor or 8
             size = (array.shape[2] * f, array.shape[3] * f)  # the latents set the size
     o.num_images = o.num_images or 1
+    _fill_defaults(art, o)
     batch = array.shape[0] if array is not None else min(o.batch_size, o.num_images)
     _check_memory(art, size, batch, o.backend_name, o.tile_size)
     return array, _check_interval(o.guidance_interval)
+
+
+def _fill_defaults(art, o: SimpleNamespace) -> None:
+    """``--steps`` / ``--guidance-scale`` left out: LCM's where it applies (:data:`LCM_DEFAULTS`), else DEFAULTS."""
+    from ..pipelines.diffusion import default_sampler
+
+    diffusion = art.family in ("stable-diffusion", "unet")
+    sampler = o.sampler.value if o.sampler else default_sampler(art.spec.scheduler_class) if diffusion else None
+    o.steps = o.steps or (LCM_DEFAULTS if sampler == "lcm" else DEFAULTS)["steps"]
+    if o.guidance_scale is None:
+        embedded = diffusion and art.spec.guidance_embedding is not None
+        o.guidance_scale = (LCM_DEFAULTS if embedded else DEFAULTS)["guidance_scale"]
 
 
 def _caller(pipe, o: SimpleNamespace, array: Optional[np.ndarray], interval):

@@ -37,6 +37,11 @@ _DEFAULT_SAMPLER = {"DDPMScheduler": "ddpm", "DDIMScheduler": "ddim", "EulerDisc
                     "LCMScheduler": "lcm"}
 
 
+def default_sampler(scheduler_class: str | None) -> str:
+    """The sampler a run uses when none is asked for: the scheduler config's own class's, else ddim."""
+    return _DEFAULT_SAMPLER.get(scheduler_class, "ddim")
+
+
 class DiffusionPipeline:
     """Run a ``stable-diffusion`` or ``unet`` artifact.
 
