@@ -325,11 +325,9 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
             ``latents`` as ``vae_decoder`` (``Pipeline(..., decoder="tiny")``; gated against
             ``AutoencoderTiny.decode`` like every component). Needs ``vae_decoder`` in a text-to-image export.
         progress: ``(stage, done, total)`` messages per loading / tracing / gating step.
-    Graphs have dynamic batch and spatial dims; the U-Net's timestep is float32 (batch,). An
-    LCM-distilled U-Net (``time_cond_proj_dim`` in its config; Luo et al. 2023) also takes
-    ``timestep_cond`` (batch, time_cond_proj_dim) float32, the w-embedding of its guidance scale,
-    recorded as the manifest's ``guidance_embedding``. LoRA adapters are not applied here: fuse
-    them into the U-Net (diffusers' ``fuse_lora``) and save the pipeline before exporting.
+    Graphs have dynamic batch and spatial dims; the U-Net's timestep is float32 (batch,); an LCM U-Net
+    (``time_cond_proj_dim``) also takes ``timestep_cond`` (batch, dim) float32 (manifest ``guidance_embedding``).
+    LoRA adapters are not applied: fuse them (diffusers' ``fuse_lora``) and save before exporting.
     The tokenizer is saved as ``tokenizer.json`` for the ``tokenizers`` package; the scheduler
     config is copied into the manifest; with a VAE decoder, the linear latent -> RGB projection
     of previews is fitted on it (:func:`edgegen.preview.fit_projection`, manifest ``preview``). With ``int8`` options, INT8 variants of the exported
