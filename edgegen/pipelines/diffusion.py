@@ -165,20 +165,32 @@ class DiffusionPipeline:
             info["decoder"] = Decoder.tiny.value
         return Generation(self._decode(x0, tile_size, vae), info, timings(self.engines, start))
 
-    def preview(self, x0: np.ndarray) -> np.ndarray:
-        """A cheap preview of x0 estimates by the linear latent -> RGB projection (:mod:`edgegen.preview`).
+    def preview(self, x0: np.ndarray, *, method: str | None = None) -> np.ndarray:
+        """A cheap preview of x0 estimates (what ``callback(step, sigma, x0)`` receives).
 
         Args:
-            x0: (B, C, h, w) float32 clean-latent estimate, as ``callback(step, sigma, x0)`` gets it.
+            x0: (B, C, h, w) float32 clean-latent estimate.
+            method: "tiny": the artifact's tiny decoder (TAESD; close to the final image, costs one
+                tiny decode, counted in the run's ``vae_decoder_tiny`` timings); "linear": the linear
+                latent -> RGB projection (:mod:`edgegen.preview`; no engine call, colours and layout
+                only: each latent pixel one f x f block); "full": the full decoder. None: "tiny"
+                where the artifact has a tiny decoder, else "linear".
         Returns:
-            (B, h*f, w*f, 3) float32 in [0, 1] (each latent pixel one f x f block, f the VAE's scale).
-            The projection is the manifest's ``preview`` record; an artifact exported before it
-            existed gets one fitted here once, on its ``vae_decoder`` (16 small decodes).
+            (B, h*f, w*f, 3) float32 in [0, 1], f the VAE's scale factor. The linear projection is
+            the manifest's ``preview`` record; an artifact exported before it existed gets one
+            fitted here once, on its ``vae_decoder`` (16 small decodes).
         Raises:
-            EngineInputError: not Stable Diffusion, or x0 not (B, C, h, w).
+            EngineInputError: not Stable Diffusion, an unknown method, "tiny" without a tiny
+                decoder, or x0 not (B, C, h, w).
         """
         if not self.text_to_image:
             raise EngineInputError("preview: applies to Stable Diffusion latents, this is a bare U-Net")
+        if method is None:
+            method = "tiny" if TINY_DECODER in self.engines else "linear"
+        if method not in ("linear", "tiny", "full"):
+            raise EngineInputError(f"method: expected linear, tiny or full (or None), got {method!r}")
+        if method != "linear":
+            return self._decode(np.asarray(x0, np.float32), None, self._decoder_name(method))
         if self._projection is None:
             stored = self.artifact.spec.preview
             if stored is None:
