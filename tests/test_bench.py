@@ -25,9 +25,24 @@ def sd_int8(tiny_sd_dir, tmp_path_factory):
 
 BALLAST_MIB = 400
 
+# A steps-to-quality results file as benchmarks/steps_to_quality.py writes one (figures made up, shapes real).
+STEPS = {"samples": 1000, "guidance_scale": 3.0, "backend": "openvino", "rows": [
+    dict(name="ddim-50", sampler="ddim", sigmas="discrete", steps=50, seed=0, agreement=0.997, fd_real=18.6),
+    dict(name="ddim-50 (seed 2)", sampler="ddim", sigmas="discrete", steps=50, seed=1, agreement=1.0, fd_real=21.1),
+    *[dict(name=f"dpmpp-2m {s} {n}", sampler="dpmpp-2m", sigmas=s, steps=n, seed=0, agreement=a, fd_real=f,
+           samples=1000) for s, n, a, f in (("karras", 6, 0.28, 226.0), ("karras", 10, 0.987, 19.7),
+                                             ("discrete", 6, 0.993, 16.5), ("discrete", 10, 0.99, 28.6))]]}
+
 
 @pytest.fixture(scope="module")
-def report_dir(sd_int8, tmp_path_factory):
+def steps_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stq") / "steps_to_quality.json"
+    path.write_text(json.dumps(STEPS))
+    return path
+
+
+@pytest.fixture(scope="module")
+def report_dir(sd_int8, steps_file, tmp_path_factory):
     # Raise this process's peak RSS first: a worker started from here must report its own peak,
     # not inherit this one (Linux carries ru_maxrss over a vfork + exec).
     ballast = np.ones(BALLAST_MIB * 2**20 // 8)
@@ -35,7 +50,7 @@ def report_dir(sd_int8, tmp_path_factory):
     del ballast
     out = tmp_path_factory.mktemp("report")
     result = run_cli("bench", sd_int8, "--steps", "4", "--runs", "2", "--num-images", "2", "--height", "32",
-                     "--width", "32", "--out", out)
+                     "--width", "32", "--steps-to-quality", steps_file, "--out", out)
     assert result.exit_code == 0, result.output
     return out
 
@@ -70,7 +85,7 @@ def test_html_opens_in_headless_chromium_with_grids_and_plot(report_dir, tmp_pat
                           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
                           (report_dir / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert dom.stdout.count("<figure>") == 2 and 'id="plot"' in dom.stdout
+    assert dom.stdout.count("<figure>") == 2 and 'id="plot"' in dom.stdout and 'id="steps-plot"' in dom.stdout
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={shot}", "--window-size=1200,1600",
                     (report_dir / "report.html").as_uri()], capture_output=True, timeout=120)
@@ -78,6 +93,57 @@ def test_html_opens_in_headless_chromium_with_grids_and_plot(report_dir, tmp_pat
 
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.std() > 10  # the page rendered content, not a blank
+
+
+def test_steps_to_quality_figures_are_in_every_report(report_dir):
+    report = json.loads((report_dir / "report.json").read_text())
+    rows = report["steps_to_quality"]["rows"]
+    assert [r["name"] for r in rows] == [r["name"] for r in STEPS["rows"]] and rows[0]["samples"] == 1000
+    assert "| dpmpp-2m karras 10 | 10 | 1000 | 98.7% | 19.70 |" in (report_dir / "report.md").read_text()
+
+
+def test_steps_plot_draws_lines_per_sampler_and_a_band_for_seeds(steps_file):
+    import io
+
+    from PIL import Image
+
+    from edgegen.bench.steps import _groups, plot, read
+
+    data = read(steps_file)
+    lines, bands = _groups(data)
+    assert set(lines) == {("dpmpp-2m", "karras"), ("dpmpp-2m", "discrete")} and [r.steps for r in lines[("dpmpp-2m", "karras")]] == [6, 10]
+    assert set(bands) == {("ddim", "discrete")} and len(bands[("ddim", "discrete")]) == 2
+    image = Image.open(io.BytesIO(plot(data)))
+    assert image.format == "PNG" and image.size[0] > 2 * image.size[1]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("rows"), "key 'rows' expected a non-empty list"),
+    (lambda d: d["rows"][1].pop("fd_real"), "key 'rows\\[1\\].fd_real' expected float, got None"),
+    (lambda d: d["rows"][2].update(steps=6.5), "key 'rows\\[2\\].steps' expected int, got 6.5"),
+    (lambda d: d.update(samples="many"), "key 'samples' expected int, got 'many'"),
+])
+def test_steps_file_errors_name_the_key(tmp_path, change, message):
+    from edgegen.bench.steps import read
+    from edgegen.errors import InputError
+
+    data = json.loads(json.dumps(STEPS))
+    change(data)
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=message):
+        read(path)
+    path.write_text("{not json")
+    with pytest.raises(InputError, match="expected a JSON results file"):
+        read(path)
+
+
+def test_bench_refuses_a_bad_steps_file_before_measuring(sd_int8, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"samples": 10}))
+    result = run_cli("bench", sd_int8, "--steps-to-quality", bad, "--out", tmp_path / "r")
+    assert result.exit_code == 1 and "key 'guidance_scale' expected float" in result.output
+    assert not (tmp_path / "r").exists()
 
 
 def test_peak_rss_is_the_workers_own_and_agrees_with_time_v(sd_int8, report_dir, tmp_path):

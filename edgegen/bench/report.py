@@ -12,6 +12,7 @@ import numpy as np
 
 from ..atomic import write_json_atomic, write_text_atomic
 from ..images import grid, to_uint8
+from .steps import StepsToQuality, plot as plot_steps
 
 UNITS = {"load_s": "s", "first_run_s": "s", "seconds_per_image": "s/image", "images_per_second": "images/s",
          "peak_rss_mb": "MiB", "size_mb": "MiB", "outside_share": "fraction of wall time",
@@ -99,13 +100,19 @@ def _figure(images: np.ndarray, label: str) -> str:
             f"{_png(grid(to_uint8(images), columns=min(4, len(images))))}'><figcaption>{html.escape(label)}</figcaption></figure>")
 
 
-def write_reports(report: dict, out: str | Path) -> dict[str, Path]:
-    """Write report.json / report.md / report.html into ``out`` (atomically, umask modes); returns their paths."""
+def write_reports(report: dict, out: str | Path, *, steps_to_quality: StepsToQuality | None = None) -> dict[str, Path]:
+    """Write report.json / report.md / report.html into ``out`` (atomically, umask modes); returns their paths.
+
+    ``steps_to_quality`` (:func:`edgegen.bench.steps.read`) adds its figures: a table in report.md,
+    a plot in report.html (agreement and Fréchet distance vs steps), the rows in report.json.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = report["results"]
     clean = {**report, "units": UNITS,
              "results": [{k: v for k, v in r.items() if k not in ("images", "images_tiny")} for r in rows]}
+    if steps_to_quality is not None:
+        clean["steps_to_quality"] = steps_to_quality.as_dict()
     write_json_atomic(out / "report.json", clean)
 
     head, body = _table(rows)
@@ -125,6 +132,7 @@ def write_reports(report: dict, out: str | Path) -> dict[str, Path]:
     if dec_body:
         md += ["\n## Decoders: full vs tiny on the same latents\n", "| " + " | ".join(dec_head) + " |",
                "|" + "---|" * len(dec_head), *["| " + " | ".join(b) + " |" for b in dec_body]]
+    md += _steps_md(steps_to_quality)
     write_text_atomic(out / "report.md", "\n".join(md) + "\n")
 
     def html_table(h, b):
@@ -143,10 +151,28 @@ img{{image-rendering:pixelated;max-width:360px;min-width:160px}}</style></head><
 <h2>Engine time per component</h2>{html_table(comp_head, comp_body)}
 {decoders}
 <h2>Latency per component</h2><img id="plot" alt="latency plot" style="max-width:900px" src="data:image/png;base64,{_plot(rows)}">
-<h2>Images (same noise; FP32 and quantized side by side)</h2><div id="grids">{grids}</div>
+{_steps_html(steps_to_quality)}<h2>Images (same noise; FP32 and quantized side by side)</h2><div id="grids">{grids}</div>
 </body></html>"""
     write_text_atomic(out / "report.html", page)
     return {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
+
+
+def _steps_md(data: StepsToQuality | None) -> list[str]:
+    if data is None:
+        return []
+    return [f"\n## Steps to quality ({data.samples} samples per setting, guidance {data.guidance_scale:g})\n",
+            "| setting | steps | samples | classified as requested | FD to real |", "|---|---|---|---|---|",
+            *[f"| {r.name} | {r.steps} | {r.samples} | {100 * r.agreement:.1f}% | {r.fd_real:.2f} |" for r in data.rows]]
+
+
+def _steps_html(data: StepsToQuality | None) -> str:
+    if data is None:
+        return ""
+    png = base64.b64encode(plot_steps(data)).decode()
+    return (f"<h2>Steps to quality</h2><p>{data.samples} samples per setting, guidance {data.guidance_scale:g}: "
+            "share classified as the requested class and Fréchet distance of classifier features to real data; "
+            "bands span a reference setting's seeds (the sampling noise).</p>"
+            f"<img id=\"steps-plot\" alt=\"steps to quality plot\" style=\"max-width:1000px\" src=\"data:image/png;base64,{png}\">")
 
 
 def load(path: str | Path) -> dict:

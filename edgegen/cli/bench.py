@@ -21,6 +21,7 @@ def bench(
     height: Annotated[Optional[int], typer.Option(help="SD / VAE image height.")] = None,
     width: Annotated[Optional[int], typer.Option(help="SD / VAE image width.")] = None,
     metric_model: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Classifier ONNX for confidence and Fréchet distance.")] = None,
+    steps_to_quality: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="A steps-to-quality results JSON (benchmarks/steps_to_quality.py) to plot in the report.")] = None,
     out: Annotated[Path, typer.Option("--out", help="Directory for report.json / .md / .html.")] = Path("bench-report"),
     json_only: Annotated[bool, typer.Option("--json", help="Print only the JSON report.")] = False,
 ) -> None:
@@ -29,8 +30,10 @@ def bench(
         require_extras("bench", "bench")
         from ..bench.report import write_reports
         from ..bench.run import BenchOptions, bench as run_bench
+        from ..bench.steps import read as read_steps
         from ..runtimes import default_backend
 
+        steps_data = read_steps(steps_to_quality) if steps_to_quality else None  # checked before the long run
         opts = BenchOptions(backends=tuple(b.value for b in backend) if backend else (default_backend(),),
                             steps=steps, runs=runs, warmup=warmup, num_images=num_images, seed=seed, height=height,
                             width=width, metric_model=metric_model)
@@ -39,7 +42,7 @@ def bench(
         else:
             with progress_bar() as progress:
                 report = run_bench(artifacts, opts, progress=progress)
-        paths = write_reports(report, out)
+        paths = write_reports(report, out, steps_to_quality=steps_data)
         if json_only:
             stdout(paths["json"].read_text())
         else:
