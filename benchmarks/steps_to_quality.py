@@ -1,14 +1,21 @@
 """Steps to quality on the bundled class-conditional digit U-Net: DDIM 50 vs DPM-Solver++ 2M.
 
-    python benchmarks/steps_to_quality.py [--per-class 100] [--out benchmarks/results/steps_to_quality.json]
+    python benchmarks/steps_to_quality.py [--per-class 100] [--only all] [--minutes 60] [--resume]
+        [--out benchmarks/results/steps_to_quality.json]
 
 For each sampler setting, ``10 * per_class`` digits (the same labels, guidance and interval as the
 demo: the artifact's default) are scored by the bundled classifier: agreement (share classified as
 the requested digit), mean confidence, and the Fréchet distance of its 64-d features to the real
 digits (all 1,797 sklearn digits, upsampled to 32x32 as in training) and to the DDIM-50 samples.
 DDIM 50 is run with two seeds: the distance and agreement gap between them is the sampling noise
-a sampler must come within to "reach DDIM-50's figures". Rows are written after each setting, so
-an interrupted run keeps what it measured. Needs torch only to read the real digits.
+a sampler must come within to "reach DDIM-50's figures".
+
+Cost: one U-Net row costs about 7 ms of one core (OpenVINO f32, batches of 50 images = 100 rows
+with CFG); DDIM 50 is 100 rows per image, so the decisive settings (:data:`PRIORITY`, the
+default) take ~2,200 CPU-seconds per 1,000 samples, the whole matrix ~3,400. On a shared machine
+the settings run round-robin, 50 samples at a time, checkpointed after every batch
+(``OUT.state.npz``, not committed): ``--minutes`` stops the run by itself with every setting at
+the same count, ``--resume`` goes on from there. Needs torch only to read the real digits.
 """
 
 from __future__ import annotations
@@ -80,32 +87,40 @@ def sample_batch(pipe, setting: dict, labels: np.ndarray, start: int) -> np.ndar
                 seed=setting["seed"] + start).images
 
 
-def run_setting(pipe, classifier, setting: dict, labels: np.ndarray, batch: int, state: dict, *,
-                deadline: float, save) -> bool:
-    """Sample and classify one setting batch by batch into ``state[name]`` = (probs, features,
-    seconds), calling ``save()`` after each batch; resumes where ``state`` stops. False: the
-    deadline (``time.time()``) came first."""
+def run_batch(pipe, classifier, setting: dict, labels: np.ndarray, start: int, state: dict) -> None:
+    """Sample and classify ``labels`` (the batch at ``start``) for one setting, appending to
+    ``state[name]`` = (probs (n, 10), features (n, 64), seconds)."""
     probs, feats, seconds = state.get(setting["name"], (np.zeros((0, 10)), np.zeros((0, 64)), 0.0))
-    for i in range(len(probs), len(labels), batch):
-        if time.time() > deadline:
-            return False
-        start = time.perf_counter()
-        images = sample_batch(pipe, setting, labels[i:i + batch], i)
-        seconds += time.perf_counter() - start
-        p, f = classify(classifier, images)
-        probs, feats = np.concatenate([probs, p]), np.concatenate([feats, f])
-        state[setting["name"]] = (probs, feats, seconds)
-        save()
-    return True
+    begin = time.perf_counter()
+    images = sample_batch(pipe, setting, labels, start)
+    seconds += time.perf_counter() - begin
+    p, f = classify(classifier, images)
+    state[setting["name"]] = (np.concatenate([probs, p]), np.concatenate([feats, f]), seconds)
+
+
+def run_round_robin(pipe, classifier, chosen: list[dict], labels: np.ndarray, batch: int, state: dict, *,
+                    deadline: float, save) -> None:
+    """Batch i of every chosen setting before batch i + 1 of any, so that a run stopped by the
+    deadline (``time.time()``) leaves every setting at about the same sample count; resumes
+    where ``state`` stops and calls ``save()`` after every batch."""
+    for start in range(0, len(labels), batch):
+        for setting in chosen:
+            if len(state.get(setting["name"], ((),))[0]) > start:
+                continue
+            if time.time() > deadline:
+                return
+            run_batch(pipe, classifier, setting, labels[start:start + batch], start, state)
+            save()
 
 
 def table(report: dict) -> list[str]:
     """The results as Markdown lines for edgegen/zoo/MODEL_CARDS.md (``benchmarks/zoo/cards.py`` includes them)."""
     rows = sorted(report["rows"], key=table_order)
-    lines = [f"Steps to quality (`benchmarks/steps_to_quality.py`): {report['samples']} samples per setting "
-             f"({report['samples'] // 10} per digit), guidance {report['guidance_scale']:g} "
+    n = min(r.get("samples", report["samples"]) for r in rows)
+    lines = [f"Steps to quality (`benchmarks/steps_to_quality.py`): {n} samples per setting "
+             f"({n // 10} per digit), guidance {report['guidance_scale']:g} "
              f"{'at every step' if not report.get('guidance_interval') else 'where sigma is in (%g, %g]' % tuple(report['guidance_interval'])}, "
-             f"{report['backend']}; FD = Fréchet distance of the classifier's 64-d features, to the 1,797 real digits "
+             f"{report['backend']} f32; FD = Fréchet distance of the classifier's 64-d features, to the 1,797 real digits "
              "and to the DDIM-50 samples. The DDIM-50 seed-2 row is the sampling noise of these figures. Every other "
              "row starts from DDIM-50's initial noise (seed 0), so its FD to DDIM-50 is a distance between paired "
              "trajectories, smaller than the seed-to-seed noise by construction; compare FD to real and agreement "
@@ -121,19 +136,24 @@ def table(report: dict) -> list[str]:
     return lines + (["", report["reading"]] if report.get("reading") else [])
 
 
-def rows(state: dict, labels: np.ndarray, real: np.ndarray) -> list[dict]:
-    """One result row per setting in ``state``, in running order; ``samples`` < len(labels) marks a partial one."""
-    reference = state.get("ddim-50", (None, None))[1]
+def rows(state: dict, labels: np.ndarray, real: np.ndarray, chosen: list[str]) -> list[dict]:
+    """One result row per setting in ``state``, in running order. The ``chosen`` settings (run
+    together) are all cut to the sample count they share, so their figures compare; ``samples``
+    says each row's count."""
+    common = min((len(state[n][0]) for n in chosen if n in state), default=0)
+    cut = {n: (common if n in chosen else len(state[n][0])) for n in state}
+    reference = state["ddim-50"][1][:cut["ddim-50"]] if cut.get("ddim-50", 0) >= 2 else None
     out = []
     for setting in settings():
-        if setting["name"] not in state:
+        n = cut.get(setting["name"], 0)
+        if n < 2:
             continue
         probs, feats, seconds = state[setting["name"]]
-        n = len(probs)
+        probs, feats = probs[:n], feats[:n]
         out.append({**setting, "samples": n, "agreement": float((probs.argmax(1) == labels[:n]).mean()),
                     "mean_confidence": float(probs.max(1).mean()), "fd_real": frechet_distance(real, feats),
                     "fd_ddim50": None if reference is None else frechet_distance(reference, feats),
-                    "seconds": seconds})
+                    "seconds": seconds * n / len(state[setting["name"]][0])})
     return out
 
 
@@ -159,7 +179,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--batch", type=int, default=50, help="images per pipeline call (the U-Net sees 2x: CFG)")
     parser.add_argument("--backend", default="openvino")
-    parser.add_argument("--only", nargs="*", help="names of settings to run (default all)")
+    parser.add_argument("--only", nargs="*", help="names of settings to run (default: PRIORITY; 'all' for every one)")
     parser.add_argument("--artifacts", type=Path, help="an `export_zoo` directory to reuse")
     parser.add_argument("--resume", action="store_true", help="go on from the samples already in --out's state")
     parser.add_argument("--minutes", type=float, default=600, help="start no batch after this many minutes")
@@ -180,18 +200,18 @@ def main() -> None:
     state = load_state(state_path) if args.resume else {}
     deadline = time.time() + args.minutes * 60
 
+    wanted = [st["name"] for st in settings()] if args.only == ["all"] else (args.only or PRIORITY)
+    chosen = [st for st in settings() if st["name"] in wanted]
+    names = [st["name"] for st in chosen]
+
     def save() -> None:
         save_state(state_path, state)
-        report["rows"] = rows(state, labels, real)
+        report["rows"] = rows(state, labels, real, names)
         write_json_atomic(args.out, report)
 
-    for setting in settings():
-        if not args.only or setting["name"] in args.only:
-            if not run_setting(pipe, classifier, setting, labels, args.batch, state, deadline=deadline, save=save):
-                break
-            done = [r for r in report["rows"] if r["name"] == setting["name"]]
-            if done:
-                print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in done[0].items()}, flush=True)
+    run_round_robin(pipe, classifier, chosen, labels, args.batch, state, deadline=deadline, save=save)
+    for row in report["rows"]:
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
 
 
 if __name__ == "__main__":
