@@ -186,3 +186,12 @@ def test_preview_projection_is_fitted_when_the_manifest_has_none(tiny_artifact, 
     x0 = np.random.default_rng(2).standard_normal((1, 4, 8, 8), dtype=np.float32)
     fitted, recorded = pipe.preview(x0, method="linear"), stored.preview(x0, method="linear")
     assert fitted.shape == (1, 16, 16, 3) and np.abs(fitted - recorded).max() < 1e-3
+
+
+def test_cli_tiled_tiny_decode_at_another_size(tiny_artifact, tmp_path):
+    """Off the artifact's size the CLI's memory check runs shape inference on the decoder that will
+    decode (the tiny one here, at one tile)."""
+    result = run_cli("run", tiny_artifact, "--prompt", "a cat", "--steps", "1", "--height", "64", "--width", "64",
+                     "--decoder", "tiny", "--tile-size", "32", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert np.asarray(Image.open(tmp_path / "o" / "image-0000.png")).shape == (64, 64, 3)

@@ -119,7 +119,7 @@ def _checked(art, o: SimpleNamespace) -> tuple[Optional[np.ndarray], Optional[tu
     o.num_images = o.num_images or 1
     _fill_defaults(art, o)
     batch = array.shape[0] if array is not None else min(o.batch_size, o.num_images)
-    _check_memory(art, size, batch, o.backend_name, o.tile_size)
+    _check_memory(art, size, batch, o.backend_name, o.tile_size, tiny=o.decoder is Decoder.tiny)
     return array, _check_interval(o.guidance_interval)
 
 
@@ -401,12 +401,13 @@ def _available_memory() -> int | None:
 
 
 def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | None,
-                  tile_size: int | None = None) -> None:
+                  tile_size: int | None = None, tiny: bool = False) -> None:
     """Refuse a size the U-Net cannot take, or one whose activations cannot fit in memory.
 
     Runs OpenVINO's shape inference on the U-Net and VAE decoder at the requested size and batch
     (the VAE decoder at one tile with ``--tile-size``)
-    (:func:`edgegen.runtimes.openvino.activation_estimate`); skipped where OpenVINO is missing,
+    (:func:`edgegen.runtimes.openvino.activation_estimate`; with ``tiny``, the tiny decoder that
+    decodes instead of the full one); skipped where OpenVINO is missing,
     and at the artifact's own size with one image (the export ran it). When the VAE decoder is
     what does not fit, the message offers ``--tile-size``.
     """
@@ -421,13 +422,13 @@ def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | 
     f = art.spec.latent.scale_factor or 8
     h, w = size[0] // f, size[1] // f
     rows = 2 * batch if art.family == "stable-diffusion" and art.spec.guided else batch  # CFG runs both branches
-    feeds = {"unet": ("sample", rows), "vae_decoder": ("latents", batch)}
+    feeds = {"unet": ("sample", rows), ("vae_decoder_tiny" if tiny else "vae_decoder"): ("latents", batch)}
     comps = [name for name in art.spec.components if name in feeds]
     fused = (backend or default_backend()) == "openvino"
     best, weights = None, sum(_file_bytes(art.component_path(name)) for name in art.spec.components)
     for name in comps:
         tensor, n = feeds[name]
-        lh, lw = (min(h, tile_size // f), min(w, tile_size // f)) if tile_size and name == "vae_decoder" else (h, w)
+        lh, lw = (min(h, tile_size // f), min(w, tile_size // f)) if tile_size and name != "unet" else (h, w)
         graph = read_graph(art.component_path(name))
         try:
             est = activation_estimate(graph, {tensor: (n, art.spec.latent.channels, lh, lw)}, fused_attention=fused)
@@ -450,7 +451,7 @@ def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | 
             f"--height/--width {size[0]}x{size[1]} with {batch} image(s) per batch: needs at least {need / 2**30:.1f} GiB "
             f"(model files {weights / 2**30:.1f} GiB + twice {name}'s largest activation '{est.tensor}' {est.dtype} "
             f"{est.shape}), this machine has {available / 2**30:.1f} GiB available; use a smaller size or --batch-size"
-            + (", or decode in tiles with --tile-size 512" if name == "vae_decoder" and not tile_size else ""))
+            + (", or decode in tiles with --tile-size 512" if name != "unet" and not tile_size else ""))
 
 
 def _fitting_multiple(graph, tensor: str, rows: int, channels: int) -> int:
