@@ -45,7 +45,8 @@ _DIM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 @dataclass(frozen=True)
 class Variant:
-    """Another stored file of a component (``variants[precision][backend]``), e.g. INT8 for OpenVINO."""
+    """Another stored file of a component (``variants[precision][backend]``), e.g. INT8 for OpenVINO,
+    or the FP32 component as OpenVINO IR with FP16-stored weights (``weights`` "fp16")."""
 
     file: str
     precision: Precision
@@ -54,6 +55,8 @@ class Variant:
     excluded_layers: tuple[str, ...] = ()
     calibration: Mapping[str, Any] | None = None
     speed: Mapping[str, Any] | None = None
+    weights: str | None = None
+    parity: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,11 +79,15 @@ class Component:
 
     def variant(self, precision: Precision | str | None = None, backend: Backend | str | None = None
                 ) -> "Component | Variant":
-        """The stored file for ``precision`` on ``backend``: this component itself when ``precision``
-        is None or its own, else ``variants[precision][backend]``. OpenVINO also runs ONNX Runtime's
-        QDQ variant; ``backend`` None takes any. Raises ArtifactError naming the variants there are.
+        """The stored file for ``precision`` on ``backend``: when ``precision`` is None or its own,
+        this component itself, or on OpenVINO its own precision's IR variant where the artifact has
+        one (``variants[fp32][openvino]``, loaded without the ONNX parse); else
+        ``variants[precision][backend]``. OpenVINO also runs ONNX Runtime's QDQ variant; ``backend``
+        None takes any. Raises ArtifactError naming the variants there are.
         """
         if precision is None or precision == self.precision:
+            if backend is not None and _value(backend) == Backend.openvino.value:
+                return self.variants.get(self.precision, {}).get(Backend.openvino, self)
             return self
         try:  # enum keys: look up by member, not by a string that happens to hash alike
             precision, backend = Precision(precision), (Backend(backend) if backend else None)
@@ -434,7 +441,9 @@ def _variant(value: Any, key: str, precision: Precision, backend: str) -> Varian
                    backend=Backend(backend), quantizer=_opt(entry, "quantizer", lambda v, k: _text(v, f"{key}.{k}")),
                    excluded_layers=tuple(_text(v, f"{key}.excluded_layers[{i}]") for i, v in enumerate(excluded)),
                    calibration=_opt(entry, "calibration", lambda v, k: _frozen_obj(v, f"{key}.{k}")),
-                   speed=_opt(entry, "speed", lambda v, k: _frozen_obj(v, f"{key}.{k}")))
+                   speed=_opt(entry, "speed", lambda v, k: _frozen_obj(v, f"{key}.{k}")),
+                   weights=_opt(entry, "weights", lambda v, k: _text(v, f"{key}.{k}")),
+                   parity=_opt(entry, "parity", lambda v, k: _frozen_obj(v, f"{key}.{k}")))
 
 
 def _latent(value: Any, key: str) -> Latent:

@@ -83,3 +83,13 @@ def parse_enum(enum: type[Enum], value, what: str):
     except ValueError:
         allowed = ", ".join(str(m.value) for m in enum)
         raise ValueError(f"{what}: expected one of {allowed}, got {value!r}") from None
+
+
+class ShapeMode(str, Enum):
+    """How OpenVINO compiles a component (``Pipeline.load(shapes=)``, ``edgegen run --shapes``):
+    ``dynamic`` once for any size; ``static`` for each call's exact shapes (batch incl. the CFG
+    batch, height, width, sequence), compiled at the first call with them and kept per shape;
+    ``auto`` whichever docs/memory.md measured faster for the component. Other backends run
+    their graphs as built (``static`` is refused there)."""
+
+    auto, static, dynamic = "auto", "static", "dynamic"

@@ -26,7 +26,8 @@ UNITS = {"load_s": "s", "first_run_s": "s", "seconds_per_image": "s/image", "ima
 
 
 def _label(row: dict) -> str:
-    return f"{row['name']} · {row['backend']} · {row['precision']}"
+    shapes = row.get("shapes", "auto")
+    return f"{row['name']} · {row['backend']} · {row['precision']}" + ("" if shapes == "auto" else f" · {shapes}")
 
 
 def _png(array: np.ndarray) -> str:

@@ -27,6 +27,8 @@ class BenchOptions:
     Attributes:
         backends: engine backends; each artifact is run on each.
         precisions: None = fp32 plus every stored variant (int8) the backend can run.
+        shapes: OpenVINO shape modes (:class:`~edgegen.types.ShapeMode`), one row each
+            (``("static", "dynamic")`` reports both); other backends get one row, "auto".
         steps: diffusion steps; runs / warmup: measured and discarded generations.
         num_images: images per generation (the quality comparison uses them all).
         metric_model: optional classifier ONNX: input images (N, C, H, W) in [0, 1]; output 0
@@ -35,6 +37,7 @@ class BenchOptions:
 
     backends: tuple[str, ...] = ("openvino",)
     precisions: tuple[str, ...] | None = None
+    shapes: tuple[str, ...] = ("auto",)
     steps: int = 20
     runs: int = 3
     warmup: int = 1
@@ -67,35 +70,39 @@ def machine() -> dict:
 
 
 def _size_mb(art: Artifact, precision: str, backend: str) -> float:
-    """Megabytes of the files the configuration loads."""
+    """Megabytes of the files the configuration loads (model files and their weights beside them)."""
     total = 0
     for name in art.spec.components:
         try:
             path = art.component_path(name, None if precision in ("fp32", "bf16") else precision, backend)
         except EdgegenError:
-            path = art.component_path(name)
-        for p in path.parent.glob(path.stem + ".*"):
-            total += p.stat().st_size
+            path = art.component_path(name, None, backend)
+        for p in (path, path.with_suffix(".bin") if path.suffix == ".xml" else None, Path(f"{path}.data")):
+            if p is not None and p.is_file():
+                total += p.stat().st_size
     return total / 2**20
 
 
-def _configs(art: Artifact, opts: BenchOptions) -> list[tuple[str, str]]:
+def _configs(art: Artifact, opts: BenchOptions) -> list[tuple[str, str, str]]:
+    """(backend, precision, shapes) of every row for this artifact."""
     configs = []
     for backend in opts.backends:
         precisions = opts.precisions or ("fp32", *[p for p in ("int8",) if any(
             art.has_variant(n, p, backend) for n in art.spec.components)])
-        configs += [(backend, p) for p in precisions]
+        modes = opts.shapes if backend == "openvino" else ("auto",)
+        configs += [(backend, p, m) for p in precisions for m in modes]
     return configs
 
 
-def _measure(art: Artifact, backend: str, precision: str, opts: BenchOptions, stem: Path) -> tuple[dict, np.ndarray]:
+def _measure(art: Artifact, config: tuple[str, str, str], opts: BenchOptions, stem: Path) -> tuple[dict, np.ndarray]:
     """Run one configuration in a fresh worker process; returns its figures and its last images.
 
     A fresh interpreter (``python -m edgegen.bench.worker``), never a fork of this process, so
     nothing loaded here (torch, other engines) counts in the worker's memory; the worker reports
     its own peak (see :mod:`edgegen.bench.worker`). ``stem``: where its files go (+ .json, .npy).
     """
-    cfg = {"artifact": str(art.path), "backend": backend, "precision": precision, "steps": opts.steps,
+    backend, precision, shapes = config
+    cfg = {"artifact": str(art.path), "backend": backend, "precision": precision, "shapes": shapes, "steps": opts.steps,
            "runs": opts.runs, "warmup": opts.warmup, "seed": opts.seed, "num_images": opts.num_images,
            "prompt": opts.prompt, "guidance_scale": opts.guidance_scale, "sampler": opts.sampler,
            "height": opts.height, "width": opts.width,
@@ -105,7 +112,7 @@ def _measure(art: Artifact, backend: str, precision: str, opts: BenchOptions, st
     proc = subprocess.run(worker_command(cfg_path), capture_output=True, text=True)
     if proc.returncode != 0:
         last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit status {proc.returncode}"
-        raise EdgegenError(f"bench of '{art.path}' on {backend} {precision} failed: {last}")
+        raise EdgegenError(f"bench of '{art.path}' on {backend} {precision} (shapes {shapes}) failed: {last}")
     figures = json.loads(Path(cfg["result_out"]).read_text())
     tiny = Path(cfg["images_out"]).with_suffix(".tiny.npy")
     if tiny.is_file():
@@ -136,7 +143,7 @@ def _scores(opts: BenchOptions, images: np.ndarray, reference: np.ndarray | None
 
 def bench(artifacts: Sequence[str | Path], opts: BenchOptions = BenchOptions(), *,
           progress: ProgressCallback | None = None) -> dict:
-    """Measure every (artifact, backend, precision); returns the report dict (see ``report.json``).
+    """Measure every (artifact, backend, precision, shape mode); returns the report dict (see ``report.json``).
 
     Each configuration runs in its own fresh process (:func:`_measure`). Artifacts with a tiny
     decoder (``edgegen export --tiny-vae``) also get ``decoders``: both decoders' time and the
@@ -145,18 +152,18 @@ def bench(artifacts: Sequence[str | Path], opts: BenchOptions = BenchOptions(), 
     """
     report = progress or silent
     arts = [Artifact.load(path) for path in artifacts]
-    plan = [(art, backend, precision) for art in arts for backend, precision in _configs(art, opts)]
+    plan = [(art, config) for art in arts for config in _configs(art, opts)]
     results, references = [], {}
     with tempfile.TemporaryDirectory() as scratch:
-        for done, (art, backend, precision) in enumerate(plan):
-            report(f"bench: {art.path.name} {backend} {precision}", 0, None)
+        for done, (art, (backend, precision, shapes)) in enumerate(plan):
+            report(f"bench: {art.path.name} {backend} {precision} shapes {shapes}", 0, None)
             report("bench", done, len(plan))
-            figures, images = _measure(art, backend, precision, opts,
-                                       Path(scratch) / f"{done}-{backend}-{precision}")
+            figures, images = _measure(art, (backend, precision, shapes), opts,
+                                       Path(scratch) / f"{done}-{backend}-{precision}-{shapes}")
             if precision == "fp32":
                 references.setdefault(str(art.path), images)
             results.append({"artifact": str(art.path), "name": art.path.name, "family": art.family,
-                            "backend": backend, "precision": precision,
+                            "backend": backend, "precision": precision, "shapes": shapes,
                             "size_mb": _size_mb(art, precision, backend), **figures, "images": images,
                             **_scores(opts, images, references.get(str(art.path)))})
         report("bench", len(plan), len(plan))

@@ -2,7 +2,7 @@
 
     python -m edgegen.bench.worker CONFIG.json
 
-CONFIG holds artifact, backend, precision, steps, runs, warmup, seed, prompt, num_images,
+CONFIG holds artifact, backend, precision, shapes (OpenVINO shape mode), steps, runs, warmup, seed, prompt, num_images,
 images_out (.npy) and result_out (.json).
 
 Peak RSS is this process's own high-water mark: ``VmHWM`` of ``/proc/self/status`` on Linux.
@@ -82,7 +82,8 @@ def measure(cfg: dict) -> dict:
     from ..pipelines import Pipeline
 
     start = time.perf_counter()
-    pipe = Pipeline.load(cfg["artifact"], backend=cfg["backend"], precision=cfg["precision"])
+    pipe = Pipeline.load(cfg["artifact"], backend=cfg["backend"], precision=cfg["precision"],
+                         shapes=cfg.get("shapes", "auto"))
     load_s = time.perf_counter() - start
     first = _generate(pipe, cfg, cfg["seed"])
     runs = []

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import MANIFEST, Artifact, atomic_artifact
+from ..compile.openvino import add_openvino_ir
 from ..errors import EdgegenError, NonFiniteError
 from ..metrics import image_figures
 from ..progress import ProgressCallback, silent
@@ -444,7 +445,8 @@ def quantize(model_input: str | Path, model_output: str | Path | None = None, *,
     Path in, path out (ONNX Runtime's ``quantize_static(model_input, model_output, ...)``): the
     output is written atomically, so a failed gate leaves ``model_output`` as it was; ``None`` or
     the input's own path replaces the input atomically. Existing INT8 variants for the same
-    backend are replaced, other files carried over unchanged. No torch is imported.
+    backend are replaced, other files carried over unchanged; for OpenVINO, FP32 components without
+    their IR get it (:func:`edgegen.compile.openvino.add_openvino_ir`). No torch is imported.
 
     Args:
         options: quantizer backend, calibration and gate thresholds (:class:`Int8Options`).
@@ -460,5 +462,7 @@ def quantize(model_input: str | Path, model_output: str | Path | None = None, *,
     out = Path(model_output) if model_output is not None else source.path
     with atomic_artifact(out) as (staging, manifest):
         _stage_copy(source, staging, manifest, options.backend)
+        if options.backend is Backend.openvino:  # artifacts exported before IR was stored get it here
+            add_openvino_ir(Artifact.staged(staging, manifest), progress=progress)
         quantize_artifact(staging, manifest, options, progress=progress)
     return out

@@ -7,12 +7,14 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from ..types import ShapeMode
 from .common import Backend, progress_bar, reported, require_extras, stdout
 
 
 def bench(
     artifacts: Annotated[List[Path], typer.Argument(exists=True, file_okay=False, help="Artifact directories.")],
     backend: Annotated[Optional[List[Backend]], typer.Option(help="Backend(s) to measure (repeatable).")] = None,
+    shapes: Annotated[Optional[List[ShapeMode]], typer.Option(help="OpenVINO shape mode(s), one row each (repeatable: --shapes static --shapes dynamic reports both).")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Diffusion steps per image.")] = 20,
     runs: Annotated[int, typer.Option(min=1, help="Measured generations.")] = 3,
     warmup: Annotated[int, typer.Option(min=0, help="Discarded generations before measuring.")] = 1,
@@ -36,7 +38,8 @@ def bench(
         steps_data = read_steps(steps_to_quality) if steps_to_quality else None  # checked before the long run
         opts = BenchOptions(backends=tuple(b.value for b in backend) if backend else (default_backend(),),
                             steps=steps, runs=runs, warmup=warmup, num_images=num_images, seed=seed, height=height,
-                            width=width, metric_model=metric_model)
+                            width=width, metric_model=metric_model,
+                            shapes=tuple(m.value for m in shapes) if shapes else ("auto",))
         if json_only:
             report = run_bench(artifacts, opts)
         else:

@@ -16,7 +16,7 @@ import numpy as np
 import typer
 
 from ..errors import EdgegenError, EngineInputError, InputError, NonFiniteError
-from ..types import Decoder, Sampler, SigmaSchedule
+from ..types import Decoder, Sampler, ShapeMode, SigmaSchedule
 from .common import Backend, parse_range, progress_bar, reported, stdout
 
 MAX_IMAGES = 100_000  # per run; more is a typo (1e12 images would fill the disk long before it ends)
@@ -57,6 +57,7 @@ def run(
     preview_every: Annotated[Optional[int], typer.Option(help="Write preview-NNNN-stepSS.png of the x0 estimate every N steps (SD; a linear latent->RGB projection, no decoder call).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per engine batch.")] = 64,
     device: Annotated[Optional[str], typer.Option(help="Backend device: CPU (OpenVINO); cpu, cuda or tensorrt (ONNX Runtime execution provider).")] = None,
+    shapes: Annotated[ShapeMode, typer.Option(help="OpenVINO: compile each call's exact shapes (static), once for any (dynamic), or as measured faster per component (auto); see docs/memory.md.")] = ShapeMode.auto,
     prompts: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="With --ray: a file of prompts (class-conditional models: labels), one request per line, seeds --seed + line number.")] = None,
     jobs: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="With --ray: a JSONL file of requests (the fields of POST /v1/images/generations).")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Run --prompts / --jobs as a resumable Ray job: PNGs plus index.jsonl in --out (needs the serve extra).")] = False,
@@ -78,7 +79,8 @@ def run(
         from ..pipelines import DecoderPipeline, Pipeline
 
         array, interval = _checked(Artifact.load(artifact), o)
-        pipe = Pipeline.load(artifact, backend=o.backend_name, precision=o.precision_name, device=device)
+        pipe = Pipeline.load(artifact, backend=o.backend_name, precision=o.precision_name, device=device,
+                             shapes=shapes.value)
         batches = [(0, array.shape[0])] if array is not None else [
             (i, min(batch_size, o.num_images - i)) for i in range(0, o.num_images, batch_size)]
         preview = _previewer(pipe, o.preview_every, out) if o.preview_every else None

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 
-from ..artifact import atomic_artifact
+from ..artifact import Artifact, atomic_artifact
 from ..checksums import sha256_file
+from ..compile.openvino import add_openvino_ir
 from ..errors import ExportError
 from ..progress import ProgressCallback, silent
 from ..runtimes.base import TensorSpec
@@ -372,6 +373,7 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
             image={"channels": 3, "height": image_size, "width": image_size, "output_range": [-1.0, 1.0]},
             source={"kind": "diffusers", "from": source, "model_index": _read_json(Path(source) / "model_index.json")},
             **{k: v for k, v in extras.items() if v is not None})
+        add_openvino_ir(Artifact.staged(staging, manifest), atol=atol, rtol=rtol, seed=seed, progress=progress)
         if int8 is not None:
             from ..calibration.int8 import quantize_artifact
             quantize_artifact(staging, manifest, int8, progress=progress)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from ..artifact import atomic_artifact
+from ..artifact import Artifact, atomic_artifact
+from ..compile.openvino import add_openvino_ir
 
 if TYPE_CHECKING:
     from ..calibration.int8 import Int8Options
@@ -234,6 +235,7 @@ def export_module(module_spec: str, out: str | Path, *, kind: Kind | str, weight
         manifest.update(family=kind.value, components={spec.name: entry},
                         source={"kind": "module", "module": module_spec,
                                 "weights": str(weights) if weights else None, "sha256": digest}, **fields)
+        add_openvino_ir(Artifact.staged(staging, manifest), atol=atol, rtol=rtol, seed=seed, progress=progress)
         if int8 is not None:
             from ..calibration.int8 import quantize_artifact
             quantize_artifact(staging, manifest, int8, progress=progress)

@@ -26,7 +26,7 @@ class Pipeline:
     @staticmethod
     def load(path: str | Path, *, backend: str | None = None, precision: str | None = None,
              device: str | None = None, engine_hook: EngineHook | None = None,
-             compute: str | None = None) -> DiffusionPipeline | DecoderPipeline:
+             compute: str | None = None, shapes: str = "auto") -> DiffusionPipeline | DecoderPipeline:
         """Load an artifact directory.
 
         Args:
@@ -37,10 +37,14 @@ class Pipeline:
                 measure it: faster only on CPUs with BF16 units).
             engine_hook: wraps every engine as it is loaded, ``hook(component, engine) -> engine``
                 (e.g. :class:`edgegen.calibration.record.FeedRecorder`).
+            shapes: OpenVINO compiles for each call's exact shapes ("static", compiled at the first
+                call with them, kept per shape, cheap again through the model cache), once for any
+                shape ("dynamic"), or per component as measured faster ("auto");
+                :class:`edgegen.types.ShapeMode`, docs/memory.md.
         Raises:
             ArtifactError, BackendUnavailableError.
         """
         artifact = Artifact.load(path)
         cls = DiffusionPipeline if artifact.family in ("stable-diffusion", "unet") else DecoderPipeline
         return cls(artifact, backend=backend, precision=precision, device=device, engine_hook=engine_hook,
-                   compute=compute)
+                   compute=compute, shapes=shapes)

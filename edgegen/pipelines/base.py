@@ -13,7 +13,8 @@ from ..artifact import Artifact
 from ..errors import BackendUnavailableError, EngineInputError
 from ..images import save_png, to_uint8
 from ..runtimes import Engine, default_backend, load_engine
-from ..types import ComputeHint, Precision, parse_enum
+from ..runtimes.openvino import static_pays
+from ..types import ComputeHint, Precision, ShapeMode, parse_enum
 
 
 class TimedEngine:
@@ -46,7 +47,7 @@ calibration feeds, counting calls). Given when the pipeline is built, never swap
 
 def load_components(artifact: Artifact, names: list[str], *, backend: str | None, precision: str | None,
                     device: str | None = None, engine_hook: EngineHook | None = None,
-                    compute: str | None = None) -> dict[str, TimedEngine]:
+                    compute: str | None = None, shapes: str = "auto") -> dict[str, TimedEngine]:
     """Load the named components of an artifact as timed engines on one backend.
 
     Args:
@@ -57,11 +58,20 @@ def load_components(artifact: Artifact, names: list[str], *, backend: str | None
         compute: how FP32 files are computed (:class:`~edgegen.types.ComputeHint`): None or "f32"
             exactly, "bf16" in BF16 (OpenVINO only; faster only where the CPU has BF16 units).
         engine_hook: when given, wraps every loaded engine (inside the timing).
+        shapes: :class:`~edgegen.types.ShapeMode`: OpenVINO compiles each call's exact shapes
+            ("static"), once for any shape ("dynamic"), or as measured faster ("auto", see
+            :func:`edgegen.runtimes.openvino.static_pays`).
     Raises:
-        EngineInputError naming the argument, BackendUnavailableError (bf16 off OpenVINO), ArtifactError.
+        EngineInputError naming the argument, BackendUnavailableError (bf16 or static shapes off
+        OpenVINO), ArtifactError.
     """
     precision, compute = variant_and_hint(precision, compute)
-    engines = _load_engines(artifact, names, backend=backend, precision=precision, device=device, compute=compute)
+    try:
+        shapes = parse_enum(ShapeMode, shapes, "shapes")
+    except ValueError as exc:
+        raise EngineInputError(str(exc)) from None
+    engines = _load_engines(artifact, names, backend=backend, precision=precision, device=device, compute=compute,
+                            shapes=shapes)
     hook = engine_hook or (lambda _name, engine: engine)
     return {name: TimedEngine(name, hook(name, engine)) for name, engine in engines.items()}
 
@@ -81,25 +91,28 @@ def variant_and_hint(precision: str | None, compute: str | None) -> tuple[str | 
 
 
 def _load_engines(artifact: Artifact, names: list[str], *, backend: str | None, precision: str | None,
-                  device: str | None, compute: ComputeHint) -> dict[str, Engine]:
+                  device: str | None, compute: ComputeHint, shapes: ShapeMode) -> dict[str, Engine]:
     backend = backend or default_backend()
     if compute is ComputeHint.bf16 and backend != "openvino":
         raise BackendUnavailableError(backend, None, "compute bf16: expected backend openvino (it computes "
                                       "fp32 graphs in BF16 on CPUs that support it)")
+    if shapes is ShapeMode.static and backend != "openvino":
+        raise BackendUnavailableError(backend, None, "shapes static: expected backend openvino (the others "
+                                      "run their graphs as built)")
     if backend == "tensorrt":
         return _tensorrt_components(artifact, names, precision)
     engines = {}
     for name in names:
         stored = artifact.component(name).precision.value
-        if precision in (None, stored):
-            path, variant = artifact.component_path(name), stored
-        elif precision == "int8" and not artifact.has_variant(name, "int8", backend):
-            # Components whose INT8 lost the quality or speed gate stay in their stored precision.
-            path, variant = artifact.component_path(name), stored
+        if precision in (None, stored) or (precision == "int8" and not artifact.has_variant(name, "int8", backend)):
+            # Components whose INT8 lost the quality or speed gate stay in their stored precision;
+            # on OpenVINO as IR where the artifact has it.
+            path, variant = artifact.component_path(name, None, backend), stored
         else:
             path, variant = artifact.component_path(name, precision, backend), precision
         hint = ComputeHint.bf16.value if compute is ComputeHint.bf16 and variant == "fp32" else variant
-        engines[name] = load_engine(path, backend, precision=hint, device=device)
+        options = {"static": static_pays(name, variant, shapes)} if backend == "openvino" else {}
+        engines[name] = load_engine(path, backend, precision=hint, device=device, **options)
     return engines
 
 

@@ -48,11 +48,12 @@ class DecoderPipeline:
     """
 
     def __init__(self, artifact: Artifact, *, backend: str | None = None, precision: str | None = None,
-                 device: str | None = None, engine_hook: EngineHook | None = None, compute: str | None = None):
+                 device: str | None = None, engine_hook: EngineHook | None = None, compute: str | None = None,
+                 shapes: str = "auto"):
         self.artifact = artifact
         self.component = "generator" if artifact.family == "generator" else "vae_decoder"
         self.engines = load_components(artifact, [self.component], backend=backend, precision=precision, device=device,
-                                       engine_hook=engine_hook, compute=compute)
+                                       engine_hook=engine_hook, compute=compute, shapes=shapes)
         self.engine = self.engines[self.component]
         self.backend = self.engine.engine.backend
         self.precision = self.engine.engine.precision

@@ -53,7 +53,8 @@ class DiffusionPipeline:
     """
 
     def __init__(self, artifact: Artifact, *, backend: str | None = None, precision: str | None = None,
-                 device: str | None = None, engine_hook: EngineHook | None = None, compute: str | None = None):
+                 device: str | None = None, engine_hook: EngineHook | None = None, compute: str | None = None,
+                 shapes: str = "auto"):
         spec = artifact.spec
         self.artifact = artifact
         self.text_to_image = artifact.family == "stable-diffusion"
@@ -61,7 +62,7 @@ class DiffusionPipeline:
         if self.text_to_image and TINY_DECODER in spec.components:
             names.append(TINY_DECODER)
         self.engines = load_components(artifact, names, backend=backend, precision=precision, device=device,
-                                       engine_hook=engine_hook, compute=compute)
+                                       engine_hook=engine_hook, compute=compute, shapes=shapes)
         self.unet = self.engines["unet"]
         self.backend = self.unet.engine.backend
         self.precision = self.unet.engine.precision

@@ -8,16 +8,21 @@ precision computed.
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..checksums import cache_dir
 from ..errors import BackendUnavailableError, EngineInputError, EngineLoadError
 from .base import TensorSpec, check_feeds, check_finite, identify
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
+STATIC_SHAPES_KEPT = 4  # compiled models an engine keeps for static shapes (least recently used dropped)
+CACHE_ENV = "EDGEGEN_OPENVINO_CACHE"  # "0" / "off": no model cache unless a cache_dir is given
 
 
 def _core():
@@ -28,8 +33,30 @@ def _core():
     return ov, ov.Core()
 
 
+def default_cache_dir() -> Path | None:
+    """Where OpenVINO engines keep compiled models by default: ``<edgegen cache>/openvino``
+    (:func:`edgegen.checksums.cache_dir`: ``$EDGEGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/edgegen``,
+    else ``~/.cache/edgegen``); None when ``$EDGEGEN_OPENVINO_CACHE`` is "0" or "off"."""
+    if os.environ.get(CACHE_ENV, "").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    return cache_dir() / "openvino"
+
+
+def _cache_config(cache: str | Path | bool | None) -> dict:
+    """``{"CACHE_DIR": ...}`` for a cache that can be created, else ``{}`` (a read-only home only
+    costs recompiling)."""
+    folder = default_cache_dir() if cache is True else (Path(cache) if cache else None)
+    if folder is None:
+        return {}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return {}
+    return {"CACHE_DIR": str(folder)}
+
+
 def _specs(ports) -> tuple[TensorSpec, ...]:
-    """Specs from the model as read (before compilation, which can merge fused tensors' names)."""
+    """Specs of model or compiled-model ports (the graph's own names preferred over internal ones)."""
     specs = []
     for port in ports:
         shape = port.get_partial_shape()
@@ -39,8 +66,17 @@ def _specs(ports) -> tuple[TensorSpec, ...]:
     return tuple(specs)
 
 
+def _load_error(path, exc: RuntimeError) -> EngineLoadError:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return EngineLoadError(f"openvino could not load '{path}': {lines[-1] if lines else exc}")
+
+
 class OpenVinoEngine:
     """An OpenVINO ``CompiledModel`` behind the :class:`~edgegen.runtimes.base.Engine` protocol.
+
+    Loading compiles straight from the file (``Core.compile_model(path)``): OpenVINO drops the read
+    model once compiled, maps IR weights (``.bin``) instead of reading them, and with a model cache
+    imports the compiled blob without reading the model at all (docs/memory.md has the figures).
 
     Args:
         path: an ``.onnx`` file or an OpenVINO IR ``.xml``.
@@ -48,17 +84,24 @@ class OpenVinoEngine:
         precision: "fp32" (hint f32), "bf16" or "fp16" (computed in that precision), or "int8"
             (a quantized model; non-quantized layers in f32).
         threads: ``INFERENCE_NUM_THREADS``; None lets OpenVINO decide.
-        cache_dir: OpenVINO model cache directory, to skip recompiling on later loads.
+        cache_dir: OpenVINO's model cache (``CACHE_DIR``), so later loads skip compiling: True (the
+            default) uses :func:`default_cache_dir`, a path that directory, False / None none.
+        static: compile for the exact input shapes of each call (reshaped at the first call with
+            those shapes; the last :data:`STATIC_SHAPES_KEPT` compiled models kept) instead of
+            once for the graph's dynamic shapes. Outputs are the same; speed and memory differ
+            (docs/memory.md).
         check_finite: raise :class:`~edgegen.errors.NonFiniteError` when a floating feed or output
             holds NaN / Inf (default; OpenVINO can turn a NaN input into a plausible image).
     Raises:
         BackendUnavailableError: openvino is not installed or the device does not exist.
+        EngineLoadError: OpenVINO cannot read or compile the file.
     """
 
     backend = "openvino"
 
     def __init__(self, path: str | Path, *, device: str = "CPU", precision: str = "fp32",
-                 threads: int | None = None, cache_dir: str | Path | None = None, check_finite: bool = True):
+                 threads: int | None = None, cache_dir: str | Path | bool | None = True, static: bool = False,
+                 check_finite: bool = True):
         ov, core = _core()
         device = device.upper()
         if device not in core.available_devices:
@@ -66,36 +109,73 @@ class OpenVinoEngine:
                                           f"device: expected one of {core.available_devices}, got '{device}'")
         if precision not in _HINTS:
             raise EngineInputError(f"openvino precision: expected one of {sorted(_HINTS)}, got '{precision}'")
-        config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY",
+                  **_cache_config(cache_dir)}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        if cache_dir:
-            config["CACHE_DIR"] = str(cache_dir)
         identify(self, path, device=device, precision=precision, check_finite=check_finite)
+        self.static, self._core, self._config = static, core, config
+        self._by_shape: OrderedDict[tuple, tuple] = OrderedDict()
         try:
-            model = core.read_model(str(path))
-            self.inputs = _specs(model.inputs)
-            self.outputs = _specs(model.outputs)
-            self._compiled = core.compile_model(model, device, config)
+            if static:  # read for the specs only: each call's shapes compile their own model
+                model = core.read_model(str(path))
+                self.inputs, self.outputs = _specs(model.inputs), _specs(model.outputs)
+                del model
+                self._compiled = None
+            else:
+                self._compiled = core.compile_model(str(path), device, config)
+                self.inputs, self.outputs = _specs(self._compiled.inputs), _specs(self._compiled.outputs)
+                self._request = self._compiled.create_infer_request()
         except RuntimeError as exc:
-            lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-            raise EngineLoadError(f"openvino could not load '{path}': {lines[-1] if lines else exc}") from exc
-        self._request = self._compiled.create_infer_request()
-        self._output_ports = list(self._compiled.outputs)
+            raise _load_error(path, exc) from exc
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """The model cache directory this engine compiles through, or None."""
+        return Path(self._config["CACHE_DIR"]) if "CACHE_DIR" in self._config else None
 
     @property
     def inference_precision(self) -> str:
-        """What the plugin reports it computes in (e.g. "f32", "bf16")."""
-        value = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        """What the plugin reports it computes in (e.g. "f32", "bf16"); a static engine that has
+        compiled no shape yet compiles the dynamic graph once (through the model cache) to answer."""
+        compiled = self._compiled or next((c for c, _ in reversed(self._by_shape.values())), None)
+        if compiled is None:
+            compiled = self._core.compile_model(str(self.path), self.device, self._config)
+        value = compiled.get_property("INFERENCE_PRECISION_HINT")
         return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+
+    def _compile_static(self, shapes: tuple[tuple[int, ...], ...]) -> tuple:
+        """(compiled model, infer request) for these input shapes (in ``inputs`` order), from the
+        kept ones or reshaped and compiled now (through the model cache)."""
+        if shapes in self._by_shape:
+            self._by_shape.move_to_end(shapes)
+            return self._by_shape[shapes]
+        ov, _ = _core()
+        try:
+            model = self._core.read_model(str(self.path))
+            by_name = {name: port for port in model.inputs for name in port.get_names()}
+            model.reshape({by_name[spec.name]: ov.PartialShape(list(shape))
+                           for spec, shape in zip(self.inputs, shapes)})
+            compiled = self._core.compile_model(model, self.device, self._config)
+        except RuntimeError as exc:
+            raise _load_error(self.path, exc) from exc
+        del model
+        self._by_shape[shapes] = compiled, compiled.create_infer_request()
+        while len(self._by_shape) > STATIC_SHAPES_KEPT:
+            self._by_shape.popitem(last=False)
+        return self._by_shape[shapes]
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once. Raises EngineInputError (feeds do not match ``inputs``) or NonFiniteError."""
         check_feeds(self.inputs, feeds, f"openvino engine '{self.path.name}'")
         if self.check_finite:
             check_finite(feeds, self._name, "input")
-        result = self._request.infer(dict(feeds), share_inputs=True, share_outputs=False)
-        outputs = {spec.name: result[port] for spec, port in zip(self.outputs, self._output_ports)}
+        if self.static:
+            compiled, request = self._compile_static(tuple(feeds[s.name].shape for s in self.inputs))
+        else:
+            compiled, request = self._compiled, self._request
+        result = request.infer(dict(feeds), share_inputs=True, share_outputs=False)
+        outputs = {spec.name: result[port] for spec, port in zip(self.outputs, compiled.outputs)}
         if self.check_finite:
             check_finite(outputs, self._name, "output")
         return outputs
@@ -184,3 +264,16 @@ def _attention_scores(model) -> set[str]:
                 break
             node = node.input_value(0).get_node()
     return names
+
+
+# Components whose static compile measured faster than dynamic (docs/memory.md, benchmarks/ov_shapes.py),
+# by (component, file variant). "auto" compiles these static, the others dynamic.
+STATIC_FASTER: frozenset[tuple[str, str]] = frozenset({("unet", "fp32")})
+
+
+def static_pays(component: str, variant: str, mode) -> bool:
+    """Whether a component compiles for static shapes under ``mode`` (:class:`edgegen.types.ShapeMode`
+    or its string): "static" always, "dynamic" never, "auto" where :data:`STATIC_FASTER` says the
+    measurements favoured it."""
+    mode = getattr(mode, "value", mode)
+    return mode == "static" or (mode == "auto" and (component, variant) in STATIC_FASTER)

@@ -1,0 +1,150 @@
+"""OpenVINO loading (issue 12 items 1 and 3): IR with FP16-stored weights beside the ONNX files,
+the model cache, static shapes, and artifacts written before IR existed.
+
+Engines are real OpenVINO / ONNX Runtime sessions on tiny models. Timing is not tested (the
+figures are in docs/memory.md); what is tested is what the figures rely on.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino")
+
+from edgegen import Pipeline  # noqa: E402
+from edgegen.artifact import Artifact  # noqa: E402
+from edgegen.compile.openvino import parity_feeds  # noqa: E402
+from edgegen.errors import BackendUnavailableError, EngineInputError  # noqa: E402
+from edgegen.runtimes.openvino import STATIC_SHAPES_KEPT, OpenVinoEngine  # noqa: E402
+
+
+@pytest.fixture
+def ov_cache(tmp_path, monkeypatch):
+    """A private edgegen cache directory (the OpenVINO model cache lives under it)."""
+    monkeypatch.setenv("EDGEGEN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("EDGEGEN_OPENVINO_CACHE", raising=False)
+    return tmp_path / "cache" / "openvino"
+
+
+def _close(reference: dict, candidate: dict, atol=1e-4, rtol=1e-3) -> None:
+    for name, ref in reference.items():
+        assert np.abs(candidate[name] - ref).max() <= atol + rtol * np.abs(ref).max(), name
+
+
+def test_export_writes_gated_ir_that_openvino_loads(tiny_sd_artifact):
+    """Every SD component gets ``variants.fp32.openvino``: IR with FP16 weights, computed in f32, within
+    the export tolerance of its ONNX file; Pipeline.load on OpenVINO runs the IR, ONNX Runtime the ONNX."""
+    art = Artifact.load(tiny_sd_artifact)
+    for name, comp in art.spec.components.items():
+        variant = comp.variant(None, "openvino")
+        assert variant.file == f"{name}.xml" and variant.weights == "fp16", name
+        assert (art.path / f"{name}.bin").is_file() and f"{name}.bin" in art.spec.files
+        assert all(f["max_abs"] <= f["atol"] + f["rtol"] * 100 for f in variant.parity["outputs"].values())
+        feeds = parity_feeds(comp, seed=variant.parity["seed"])  # FP16 weights: ~1e-3 relative, the gate's edge
+        ir = OpenVinoEngine(art.path / variant.file, cache_dir=False)
+        assert ir.inference_precision == "f32"
+        _close(OpenVinoEngine(art.path / comp.file, cache_dir=False)(feeds), ir(feeds))
+    pipe = Pipeline.load(tiny_sd_artifact, backend="openvino")
+    assert all(e.engine.path.suffix == ".xml" for e in pipe.engines.values())
+    onnx = Pipeline.load(tiny_sd_artifact, backend="onnxruntime")
+    assert all(e.engine.path.suffix == ".onnx" for e in onnx.engines.values())
+    kwargs = dict(num_inference_steps=2, seed=3, height=32, width=32)
+    np.testing.assert_allclose(pipe("a cat", **kwargs).images, onnx("a cat", **kwargs).images, atol=2e-3)
+
+
+def test_fp16_weights_are_stored_in_fp16(tiny_sd_artifact):
+    """The IR holds its large constants in f16 (about half the ONNX weights on disk) and OpenVINO
+    reports f32 compute for it."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(tiny_sd_artifact / "unet.xml"))
+    types = {op.get_output_element_type(0).get_type_name() for op in model.get_ops()
+             if op.get_type_name() == "Constant" and op.get_output_size() and np.prod(op.get_output_shape(0)) > 64}
+    assert "f16" in types and "f32" not in types
+    assert (tiny_sd_artifact / "unet.bin").stat().st_size < 0.6 * (tiny_sd_artifact / "unet.onnx").stat().st_size
+
+
+def _without_ir(src, dst):
+    """A copy of ``src`` as written before IR variants existed (no .xml / .bin, no fp32 variants)."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.xml", "*.bin"))
+    manifest = json.loads((dst / "edgegen.json").read_text())
+    for comp in manifest["components"].values():
+        comp.get("variants", {}).pop("fp32", None)
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.endswith((".xml", ".bin"))}
+    (dst / "edgegen.json").write_text(json.dumps(manifest))
+    return dst
+
+
+def test_old_artifacts_without_ir_load_from_onnx(tiny_sd_artifact, tmp_path):
+    old = _without_ir(tiny_sd_artifact, tmp_path / "old")
+    pipe = Pipeline.load(old, backend="openvino")
+    assert all(e.engine.path.suffix == ".onnx" for e in pipe.engines.values())
+    new = Pipeline.load(tiny_sd_artifact, backend="openvino")
+    kwargs = dict(num_inference_steps=2, seed=3, height=32, width=32)
+    np.testing.assert_allclose(pipe("a cat", **kwargs).images, new("a cat", **kwargs).images, atol=2e-3)
+
+
+def test_quantize_adds_ir_to_an_old_artifact(tmp_path):
+    """`edgegen quantize --backend openvino` of an artifact without IR writes the FP32 IR as well."""
+    pytest.importorskip("nncf")
+    from tiny_models import export_tiny
+
+    from edgegen.calibration.int8 import Int8Options, quantize
+
+    old = _without_ir(export_tiny("generator", tmp_path / "gen"), tmp_path / "old")
+    out = quantize(old, tmp_path / "q", options=Int8Options(backend="openvino", samples=8, gate_samples=2, min_psnr=0.0,
+                                                          min_ssim=-1.0, force=True))
+    comp = Artifact.load(out).component("generator")
+    assert comp.variant(None, "openvino").file == "generator.xml" and comp.has_variant("int8", "openvino")
+    assert not Artifact.load(old).component("generator").variants  # the input is left alone
+
+
+def test_model_cache_is_written_and_gives_identical_outputs(tiny_sd_artifact, ov_cache):
+    path = tiny_sd_artifact / "unet.xml"
+    feeds = parity_feeds(Artifact.load(tiny_sd_artifact).component("unet"), seed=0)
+    first = OpenVinoEngine(path)
+    assert first.cache_dir == ov_cache and any(ov_cache.glob("*.blob"))
+    blobs = sorted(ov_cache.glob("*.blob"))
+    second = OpenVinoEngine(path)  # imported from the cache
+    assert sorted(ov_cache.glob("*.blob")) == blobs
+    a, b = first(feeds), second(feeds)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_model_cache_opt_out(tiny_sd_artifact, ov_cache, monkeypatch):
+    monkeypatch.setenv("EDGEGEN_OPENVINO_CACHE", "0")
+    assert OpenVinoEngine(tiny_sd_artifact / "unet.xml").cache_dir is None
+    assert OpenVinoEngine(tiny_sd_artifact / "unet.xml", cache_dir=False).cache_dir is None
+    assert not ov_cache.exists() or not any(ov_cache.iterdir())
+
+
+def test_static_shapes_match_dynamic_and_keep_a_few_compiled_models(tiny_sd_artifact, ov_cache):
+    comp = Artifact.load(tiny_sd_artifact).component("unet")
+    dynamic = OpenVinoEngine(tiny_sd_artifact / "unet.xml")
+    static = OpenVinoEngine(tiny_sd_artifact / "unet.xml", static=True)
+    assert static.inputs == dynamic.inputs and static.outputs == dynamic.outputs
+    assert static.inference_precision == "f32"
+    rng = np.random.default_rng(0)
+    for batch, size in [(2, 8), (1, 8), (2, 16), (2, 4), (1, 16), (2, 8)]:
+        feeds = {"sample": rng.standard_normal((batch, 4, size, size)).astype(np.float32),
+                 "timestep": np.full((batch,), 10.0, np.float32),
+                 "encoder_hidden_states": rng.standard_normal((batch, 7, 32)).astype(np.float32)}
+        feeds = {s.name: feeds[s.name] for s in comp.inputs}
+        a, b = static(feeds), dynamic(feeds)
+        assert all(np.allclose(a[k], b[k], atol=1e-5) for k in a)
+        assert len(static._by_shape) <= STATIC_SHAPES_KEPT
+
+
+def test_pipeline_static_shapes_give_the_same_images(tiny_sd_artifact, ov_cache):
+    kwargs = dict(num_inference_steps=2, seed=3, height=32, width=32)
+    static = Pipeline.load(tiny_sd_artifact, backend="openvino", shapes="static")
+    assert all(e.engine.static for e in static.engines.values())
+    dynamic = Pipeline.load(tiny_sd_artifact, backend="openvino", shapes="dynamic")
+    assert not any(e.engine.static for e in dynamic.engines.values())
+    np.testing.assert_allclose(static("a cat", **kwargs).images, dynamic("a cat", **kwargs).images, atol=1e-5)
+    with pytest.raises(BackendUnavailableError, match="shapes static: expected backend openvino"):
+        Pipeline.load(tiny_sd_artifact, backend="onnxruntime", shapes="static")
+    with pytest.raises(EngineInputError, match="shapes"):
+        Pipeline.load(tiny_sd_artifact, backend="openvino", shapes="fixed")
