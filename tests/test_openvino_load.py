@@ -41,7 +41,7 @@ def test_export_writes_gated_ir_that_openvino_loads(tiny_sd_artifact):
         variant = comp.variant(None, "openvino")
         assert variant.file == f"{name}.xml" and variant.weights == "fp16", name
         assert (art.path / f"{name}.bin").is_file() and f"{name}.bin" in art.spec.files
-        assert all(f["max_abs"] <= f["atol"] + f["rtol"] * 100 for f in variant.parity["outputs"].values())
+        assert variant.parity["fp16_refused"] is None and variant.parity["outputs"]
         feeds = parity_feeds(comp, seed=variant.parity["seed"])  # FP16 weights: ~1e-3 relative, the gate's edge
         ir = OpenVinoEngine(art.path / variant.file, cache_dir=False)
         assert ir.inference_precision == "f32"
@@ -99,6 +99,27 @@ def test_quantize_adds_ir_to_an_old_artifact(tmp_path):
     comp = Artifact.load(out).component("generator")
     assert comp.variant(None, "openvino").file == "generator.xml" and comp.has_variant("int8", "openvino")
     assert not Artifact.load(old).component("generator").variants  # the input is left alone
+
+
+def test_fp16_weights_the_gate_refuses_leave_fp32_weights(tmp_path):
+    """With tolerances FP16 rounding cannot meet, the IR keeps FP32 weights (equal to the ONNX file's
+    outputs) and says why; no scratch file is left behind."""
+    from tiny_models import export_tiny
+
+    from edgegen.compile.openvino import add_openvino_ir
+
+    old = _without_ir(export_tiny("generator", tmp_path / "gen"), tmp_path / "old")
+    manifest = json.loads((old / "edgegen.json").read_text())
+    assert add_openvino_ir(Artifact.staged(old, manifest), atol=0.0, rtol=0.0) == ["generator"]
+    entry = manifest["components"]["generator"]["variants"]["fp32"]["openvino"]
+    assert entry["weights"] == "fp32" and "parity gate failed" in entry["parity"]["fp16_refused"]
+    assert sorted(p.name for p in old.iterdir() if "generator" in p.name) == [
+        "generator.bin", "generator.onnx", "generator.xml"]
+    comp = Artifact.staged(old, manifest).component("generator")
+    feeds = parity_feeds(comp, seed=0)
+    a = OpenVinoEngine(old / "generator.xml", cache_dir=False)(feeds)
+    b = OpenVinoEngine(old / "generator.onnx", cache_dir=False)(feeds)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_model_cache_is_written_and_gives_identical_outputs(tiny_sd_artifact, ov_cache):

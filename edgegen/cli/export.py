@@ -64,6 +64,7 @@ def export(
     seed: Annotated[int, typer.Option(rich_help_panel=PARITY, help="Seed of the parity-gate inputs and of calibration.")] = 0,
     int8: Annotated[bool, typer.Option("--int8", rich_help_panel=TARGET, help="Then add INT8 variants (as `edgegen quantize`: calibrated, quality- and speed-gated).")] = False,
     backend: Annotated[Backend, typer.Option(rich_help_panel=TARGET, help="openvino (NNCF INT8), onnxruntime (QDQ INT8) or tensorrt (QDQ INT8, then engines built as by `edgegen compile`).")] = Backend.openvino,
+    openvino_ir: Annotated[bool, typer.Option("--openvino-ir/--no-openvino-ir", rich_help_panel=TARGET, help="Also store OpenVINO IR with FP16-stored weights beside each FP32 ONNX file (parity-gated; what OpenVINO loads, with less memory: docs/memory.md).")] = True,
     fp16: Fp16 = False,
     min_point: MinPoint = None,
     opt_point: OptPoint = None,
@@ -110,6 +111,7 @@ def _export_sd(model: SdModel, source: str | None, out: Path, flags: dict, int8,
     from ..export import export_stable_diffusion
     return export_stable_diffusion(source, out, components=_SD_COMPONENTS[model], atol=flags["atol"],
                                    rtol=flags["rtol"], seed=flags["seed"], int8=int8, tiny_vae=flags["tiny_vae"],
+                                   openvino_ir=flags["openvino_ir"],
                                    progress=progress)
 
 
@@ -130,6 +132,7 @@ def _export_module(module: str, kind: ModelKind | None, out: Path, flags: dict, 
         height=flags["height"], width=flags["width"], num_classes=flags["num_classes"], null_class=flags["null_class"],
         guidance_interval=parse_range(interval, "--guidance-interval") if interval else None)
     return export_module(module, out, kind=kind.value, weights=flags["weights"], options=options, atol=flags["atol"],
-                         rtol=flags["rtol"], seed=flags["seed"], int8=int8, progress=progress)
+                         rtol=flags["rtol"], seed=flags["seed"], int8=int8, openvino_ir=flags["openvino_ir"],
+                         progress=progress)
 
 

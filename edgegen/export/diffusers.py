@@ -312,7 +312,8 @@ def _export_components(exporter: _Exporter, components: tuple[str, ...], vae, ti
 
 def export_stable_diffusion(source: str | Path, out: str | Path, *, components: Iterable[str] = SD_COMPONENTS,
                             atol: float = 1e-4, rtol: float = 1e-3, seed: int = 0, int8: "Int8Options | None" = None,
-                            tiny_vae: str | Path | None = None, progress: ProgressCallback | None = None) -> Path:
+                            tiny_vae: str | Path | None = None, openvino_ir: bool = True,
+                            progress: ProgressCallback | None = None) -> Path:
     """Export a diffusers Stable Diffusion pipeline (or some of its components) to an artifact.
 
     Args:
@@ -325,6 +326,9 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
             SD 1.x/2.x), exported as a second decoder ``vae_decoder_tiny`` taking the same
             ``latents`` as ``vae_decoder`` (``Pipeline(..., decoder="tiny")``; gated against
             ``AutoencoderTiny.decode`` like every component). Needs ``vae_decoder`` in a text-to-image export.
+        openvino_ir: also store each FP32 component as OpenVINO IR with FP16-stored weights, what
+            the OpenVINO backend then loads (:func:`edgegen.compile.openvino.add_openvino_ir`;
+            with openvino installed).
         progress: ``(stage, done, total)`` messages per loading / tracing / gating step.
     Graphs have dynamic batch and spatial dims; the U-Net's timestep is float32 (batch,); an LCM U-Net
     (``time_cond_proj_dim``) also takes ``timestep_cond`` (batch, dim) float32 (manifest ``guidance_embedding``).
@@ -373,7 +377,8 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
             image={"channels": 3, "height": image_size, "width": image_size, "output_range": [-1.0, 1.0]},
             source={"kind": "diffusers", "from": source, "model_index": _read_json(Path(source) / "model_index.json")},
             **{k: v for k, v in extras.items() if v is not None})
-        add_openvino_ir(Artifact.staged(staging, manifest), atol=atol, rtol=rtol, seed=seed, progress=progress)
+        if openvino_ir:
+            add_openvino_ir(Artifact.staged(staging, manifest), atol=atol, rtol=rtol, seed=seed, progress=progress)
         if int8 is not None:
             from ..calibration.int8 import quantize_artifact
             quantize_artifact(staging, manifest, int8, progress=progress)

@@ -205,7 +205,7 @@ def _dry_run(wrapped: torch.nn.Module, spec: ComponentSpec, kind: Kind, opts: Mo
 
 def export_module(module_spec: str, out: str | Path, *, kind: Kind | str, weights: str | Path | None = None,
                   options: ModuleExportOptions = ModuleExportOptions(), atol: float = 1e-4, rtol: float = 1e-3,
-                  seed: int = 0, int8: "Int8Options | None" = None,
+                  seed: int = 0, int8: "Int8Options | None" = None, openvino_ir: bool = True,
                   progress: ProgressCallback | None = None) -> Path:
     """Export a user's torch model (``FILE.py:CALLABLE``) as an edgegen artifact at ``out``.
 
@@ -213,6 +213,8 @@ def export_module(module_spec: str, out: str | Path, *, kind: Kind | str, weight
     ``torch.nn.Module``. The weights file is opened with ``weights_only=True`` first.
     With ``int8`` options, INT8 variants are added behind the quality and speed gates
     (:func:`edgegen.calibration.int8.quantize_artifact`) before anything is written.
+    ``openvino_ir`` also stores the FP32 graph as OpenVINO IR with FP16-stored weights, what the
+    OpenVINO backend then loads (:func:`edgegen.compile.openvino.add_openvino_ir`).
 
     Returns:
         the artifact directory.
@@ -235,7 +237,8 @@ def export_module(module_spec: str, out: str | Path, *, kind: Kind | str, weight
         manifest.update(family=kind.value, components={spec.name: entry},
                         source={"kind": "module", "module": module_spec,
                                 "weights": str(weights) if weights else None, "sha256": digest}, **fields)
-        add_openvino_ir(Artifact.staged(staging, manifest), atol=atol, rtol=rtol, seed=seed, progress=progress)
+        if openvino_ir:
+            add_openvino_ir(Artifact.staged(staging, manifest), atol=atol, rtol=rtol, seed=seed, progress=progress)
         if int8 is not None:
             from ..calibration.int8 import quantize_artifact
             quantize_artifact(staging, manifest, int8, progress=progress)
