@@ -195,3 +195,11 @@ def test_cli_tiled_tiny_decode_at_another_size(tiny_artifact, tmp_path):
                      "--decoder", "tiny", "--tile-size", "32", "--out", tmp_path / "o")
     assert result.exit_code == 0, result.output
     assert np.asarray(Image.open(tmp_path / "o" / "image-0000.png")).shape == (64, 64, 3)
+
+
+def test_decoder_and_previews_are_refused_in_ray_jobs(tiny_sd_artifact, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\n")
+    for flags in (("--decoder", "tiny"), ("--preview-every", "2")):
+        result = run_cli("run", tiny_sd_artifact, "--prompts", prompts, *flags, "--out", tmp_path / "o")
+        assert result.exit_code == 1 and f"{flags[0]}: does not apply to --ray" in result.output, result.output

@@ -68,6 +68,7 @@ def run(
     o.backend_name = backend.value if backend else None
     o.precision_name = precision.value if precision else None
     if ray or prompts or jobs:
+        _refuse_in_ray_job(decoder=decoder, preview_every=preview_every)
         _ray_job(artifact, out, prompts, jobs, address, backend, precision, ray, dict(
             prompt=prompt, negative_prompt=negative_prompt, steps=steps or DEFAULTS["steps"],
             sampler=sampler.value if sampler else None, sigmas=sigmas.value if sigmas else None,
@@ -473,6 +474,16 @@ def _file_bytes(path: Path) -> int:
     """A model file's size with its ONNX external data (``<file>.data``) when there is one."""
     data = path.with_name(path.name + ".data")
     return path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
+
+
+def _refuse_in_ray_job(**given) -> None:
+    """Options a Ray job does not carry to its requests: refused, not silently ignored."""
+    with reported():
+        for name, value in given.items():
+            if value is not None:
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"{flag}: does not apply to --ray / --prompts / --jobs runs (their requests "
+                                 f"are the serve API's fields); got {flag} {getattr(value, 'value', value)}")
 
 
 def _ray_job(artifact, out, prompts, jobs, address, backend, precision, use_ray, defaults) -> None:
