@@ -150,10 +150,14 @@ def pipelines(art: Path, size: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from test_openvino_load import _without_ir
 
+    from edgegen.artifact import Artifact
+
+    has_int8 = any(c.has_variant("int8", "openvino") for c in Artifact.load(art).spec.components.values())
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         old = _without_ir(art, Path(tmp) / "old")
-        for label, path, precision in (("fp32_ir", art, "none"), ("fp32_onnx", old, "none"), ("int8", art, "int8")):
+        configs = [("fp32_ir", art, "none"), ("fp32_onnx", old, "none")] + ([("int8", art, "int8")] if has_int8 else [])
+        for label, path, precision in configs:
             env = {"EDGEGEN_CACHE_DIR": str(Path(tmp) / f"cache-{label}")}
             for state in ("cold", "warm"):
                 rows[f"{label}_{state}"] = row = pipeline_probe(path, precision, size, env=env)

@@ -70,6 +70,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 256])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
+    parser.add_argument("--int8-xml", type=Path, default=CACHE / "sd-small-int8-openvino" / "unet.int8.xml",
+                        help="the INT8 U-Net (sd_small.py's int8_artifact('openvino') writes the default)")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,8 +81,8 @@ def main() -> None:
             convert(random_sd_artifact("small") / "unet.onnx", xml, True)
             results["fp32"] = compare(xml, args.sizes, args.repeats, cache)
         if "int8" in args.precisions:
-            results["int8"] = compare(CACHE / "sd-small-int8-openvino" / "unet.int8.xml", args.sizes, args.repeats, cache)
-    save_result("ov_shapes_small", {"seconds_per_unet_call": results, "args": vars(args)})
+            results["int8"] = compare(args.int8_xml, args.sizes, args.repeats, cache)
+    save_result("ov_shapes_small_" + "_".join(args.precisions), {"seconds_per_unet_call": results, "args": vars(args)})
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ class Generator:
         from .. import Pipeline
 
         self.card = card
-        self.pipe = Pipeline.load(card.path, backend=backend, precision=precision)
+        # Batches vary in size request by request: one dynamic compile, not one static model per size.
+        self.pipe = Pipeline.load(card.path, backend=backend, precision=precision, shapes="dynamic")
         self.generate_batch.set_max_batch_size(max_batch_size)
         self.generate_batch.set_batch_wait_timeout_s(batch_wait_s)
 
