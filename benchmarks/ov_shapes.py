@@ -82,7 +82,8 @@ def main() -> None:
             results["fp32"] = compare(xml, args.sizes, args.repeats, cache)
         if "int8" in args.precisions:
             results["int8"] = compare(args.int8_xml, args.sizes, args.repeats, cache)
-    save_result("ov_shapes_small_" + "_".join(args.precisions), {"seconds_per_unet_call": results, "args": vars(args)})
+    save_result("ov_shapes_small_" + "_".join(args.precisions), {"seconds_per_unet_call": results,
+                                                                   "args": {k: str(v) for k, v in vars(args).items()}})
 
 
 if __name__ == "__main__":

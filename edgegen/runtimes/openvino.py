@@ -268,7 +268,7 @@ def _attention_scores(model) -> set[str]:
 
 # Components whose static compile measured faster than dynamic (docs/memory.md, benchmarks/ov_shapes.py),
 # by (component, file variant). "auto" compiles these static, the others dynamic.
-STATIC_FASTER: frozenset[tuple[str, str]] = frozenset({("unet", "fp32")})
+STATIC_FASTER: frozenset[tuple[str, str]] = frozenset({("unet", "fp32"), ("unet", "int8")})
 
 
 def static_pays(component: str, variant: str, mode) -> bool:
