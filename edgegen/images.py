@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .errors import EngineInputError
 
 
 def to_unit_range(images: np.ndarray, output_range: Sequence[float]) -> np.ndarray:
@@ -55,3 +56,45 @@ def grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> np.nda
         r, q = divmod(i, cols)
         out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = images[i]
     return out
+
+
+def read_image(source) -> np.ndarray:
+    """An RGB image as (N, H, W, 3) float32 in [0, 1] (img2img's ``init_image``).
+
+    Args:
+        source: a path to an image file Pillow reads (PNG, JPEG, ...; converted to RGB), a
+            Pillow image (converted to RGB), or an array (H, W, 3) / (N, H, W, 3): uint8 0..255
+            or float in [0, 1].
+    Returns:
+        (N, H, W, 3) float32 in [0, 1], a new array (N = 1 for a file or a Pillow image).
+    Raises:
+        EngineInputError: an unreadable file or not an image, or an array of another shape,
+            dtype or range, or with NaN / Inf, naming what was given.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(source, (str, Path)):
+        try:
+            with Image.open(source) as im:
+                source = im.convert("RGB")
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            raise EngineInputError(f"init_image: expected an image file Pillow can read (PNG, JPEG, ...), "
+                                   f"got '{source}' ({exc})") from None
+    if isinstance(source, Image.Image):
+        source = np.asarray(source.convert("RGB"))
+    if not isinstance(source, np.ndarray):
+        raise EngineInputError(f"init_image: expected a path, a Pillow image or an (H, W, 3) array, "
+                               f"got {type(source).__name__}")
+    images = source[None] if source.ndim == 3 else source
+    if images.ndim != 4 or images.shape[-1] != 3 or min(images.shape) < 1 or (
+            images.dtype != np.uint8 and images.dtype.kind != "f"):
+        raise EngineInputError(f"init_image: expected an (H, W, 3) or (N, H, W, 3) uint8 or float array, "
+                               f"got {source.dtype} {source.shape}")
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255)
+    images = images.astype(np.float32)
+    if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+        raise EngineInputError(f"init_image: expected float values in [0, 1] (or uint8), got values in "
+                               f"[{np.nanmin(images):g}, {np.nanmax(images):g}]" + ("" if np.isfinite(images).all()
+                                                                                     else " with NaN / Inf"))
+    return images

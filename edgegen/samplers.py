@@ -23,6 +23,8 @@ References:
     LCM: Luo et al. 2023 ("Latent Consistency Models", alg. 3, multistep consistency sampling),
     diffusers' ``LCMScheduler``; its re-noising is an ancestral step to the next level with
     ``sigma_down = 0`` (``x = f + sigma_next z``).
+    img2img: SDEdit (Meng et al. 2021): noise clean latents to an intermediate level and run the
+    rest of the schedule (:meth:`SamplingPlan.truncated`, :meth:`SamplingPlan.start`).
 Numerical parity with diffusers' DDPM / DDIM / EulerDiscrete / EulerAncestralDiscrete /
 DPMSolverMultistep / LCM schedulers is tested to 1e-5.
 """
@@ -30,7 +32,8 @@ DPMSolverMultistep / LCM schedulers is tested to 1e-5.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import numbers
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -350,6 +353,71 @@ class SamplingPlan:
     def steps(self) -> int:
         return len(self.timesteps)
 
+    def truncated(self, strength: float) -> "SamplingPlan":
+        """The last ``int(N * strength)`` steps of this N-step plan: img2img's schedule (SDEdit,
+        Meng et al. 2021), exactly as diffusers' ``StableDiffusionImg2ImgPipeline.get_timesteps``.
+
+        ``t_start = N - min(int(N * strength), N)``; every per-step array starts at ``t_start``
+        (each of edgegen's schedulers has diffusers ``order`` 1, and ``set_begin_index(t_start)``
+        starts diffusers' scheduler there). What the full plan fixed stays: DDIM's landing points
+        (``t - T // N``), DDPM's final noise, DPM++ 2M's first-order final step (diffusers reads
+        ``len(timesteps)`` of the full schedule); the first truncated DPM++ step is first order
+        (no previous model output), as diffusers' ``lower_order_nums`` 0.
+
+        Args:
+            strength: in (0, 1]; 1 runs every step from pure noise at the first level.
+        Returns:
+            a plan of ``int(N * strength)`` steps.
+        Raises:
+            ScheduleError: ``strength`` not a finite number in (0, 1], or too small to leave a step
+                (``int(N * strength) == 0``).
+        """
+        n = self.steps
+        if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0 < strength <= 1:
+            raise ScheduleError(f"strength: expected a number in (0, 1], got {strength!r}")
+        keep = min(int(n * strength), n)
+        if keep < 1:
+            raise ScheduleError(f"strength: {strength:g} of {n} steps leaves int({n} * {strength:g}) = 0 steps; "
+                                f"expected strength >= {1 / n:g} or more steps")
+        t = n - keep
+
+        def cut(a):
+            return None if a is None else a[t:]
+
+        return replace(self, sigmas=self.sigmas[t:], timesteps=self.timesteps[t:], sigmas_to=cut(self.sigmas_to),
+                       alphas_cumprod=cut(self.alphas_cumprod), alphas_cumprod_prev=cut(self.alphas_cumprod_prev))
+
+    def start(self, noise: np.ndarray, init_latents: np.ndarray | None = None) -> np.ndarray:
+        """Where sampling starts, in the sampler's space (VP for ddpm, sigma space otherwise).
+
+        Args:
+            noise: (B, C, H, W) float32 N(0, I).
+            init_latents: img2img: (B, C, H, W) float32 clean latents (already times the VAE's
+                ``scaling_factor``), noised to the plan's first level as diffusers'
+                ``scheduler.add_noise``: ``sqrt(abar) x0 + sqrt(1 - abar) noise`` (DDPM / DDIM /
+                LCM, VP), ``alpha_t x0 + sigma_t noise`` with ``alpha_t = 1 / sqrt(1 + sigma^2)`` (DPM++),
+                ``x0 + sigma noise`` (Euler, sigma space). None: ``noise`` times ``init_noise_sigma``.
+        Returns:
+            (B, C, H, W) float32, a new array: VP ``x_t`` for ddpm, sigma space otherwise.
+        """
+        s = np.float32(self.sigmas[0])
+        if init_latents is None:
+            x = noise.astype(np.float32, copy=True)
+            if self.init_noise_sigma != 1.0:
+                x *= np.float32(self.init_noise_sigma)
+        elif not self.vp:
+            return (init_latents + noise * s).astype(np.float32)
+        elif self.alphas_cumprod is not None:
+            a = np.float32(self.alphas_cumprod[0])
+            x = a**0.5 * init_latents + (np.float32(1) - a) ** 0.5 * noise
+        else:
+            alpha = np.float32(1) / (s * s + np.float32(1)) ** np.float32(0.5)
+            x = alpha * init_latents + (s * alpha) * noise
+        x = x.astype(np.float32, copy=False)
+        if self.sampler == Sampler.ddpm or not self.vp:
+            return x
+        return x * (1 + s * s) ** np.float32(0.5)
+
     def denoiser(self, network, schedule: NoiseSchedule, timestep_dtype=np.int64):
         """A :class:`edgegen.denoiser.Denoiser` over ``network`` with this plan's timestep table and clipping."""
         from .denoiser import Denoiser
@@ -362,8 +430,11 @@ class SamplingPlan:
         return 1.0 if self.sampler in (Sampler.ddpm, Sampler.euler_a, Sampler.lcm) else 0.0
 
     def run(self, denoise: Denoise, latents: np.ndarray, *, eta: float | None = None, noise: Noise | None = None,
-            callback: Callback | None = None) -> np.ndarray:
+            callback: Callback | None = None, init_latents: np.ndarray | None = None) -> np.ndarray:
         """Sample from N(0, I) ``latents`` (B, C, H, W) float32; returns (B, C, H, W) float32 VP samples.
+
+        With ``init_latents`` (img2img, on a :meth:`truncated` plan) ``latents`` is the noise mixed
+        into those clean latents at the plan's first level (:meth:`start`).
 
         ``eta`` applies to ddim (default 0) and euler-a (default 1); an explicit 0 is honoured.
         When ``callback`` stops the run, the result is the sample where it stopped (still noisy);
@@ -374,14 +445,10 @@ class SamplingPlan:
         if self.sampler not in (Sampler.ddim, Sampler.euler_a) and eta != self.default_eta():
             raise ValueError(f"eta: {self.sampler.value} has a fixed eta {self.default_eta():g} "
                              f"(eta applies to ddim and euler-a), got {eta:g}")
-        x = latents.astype(np.float32, copy=True)
-        if self.init_noise_sigma != 1.0:
-            x *= np.float32(self.init_noise_sigma)
+        x = self.start(latents, init_latents)
         if self.sampler == Sampler.ddpm:
             return sample_ddpm(denoise, x, self.alphas_cumprod, self.alphas_cumprod_prev, noise=noise,
                                variance_type=self.variance_type, final_noise=self.final_noise, callback=callback)
-        if self.vp:
-            x *= (1 + self.sigmas[0] ** 2) ** np.float32(0.5)
         if self.sampler == Sampler.dpmpp_2m:
             x = sample_dpmpp_2m(denoise, x, self.sigmas, first_order_final=self.first_order_final, callback=callback)
         elif self.sampler == Sampler.lcm:

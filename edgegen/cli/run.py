@@ -52,6 +52,8 @@ def run(
     latents: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Latents / z .npy to decode (generator, vae-decoder).")] = None,
     backend: Annotated[Optional[Backend], typer.Option(help="Engine backend; default OpenVINO when installed.")] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Compute precision; default as stored (bf16: OpenVINO on fp32 files).")] = None,
+    init_image: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="img2img (Stable Diffusion): start from this image (PNG, JPEG, ... read with Pillow); its size is the output's.")] = None,
+    strength: Annotated[Optional[float], typer.Option(help="img2img: how much of the schedule runs, in (0, 1]; 1 ignores the image's content. [default: 0.8]")] = None,
     tile_size: Annotated[Optional[int], typer.Option(help="Decode in tiles of N x N pixels (a positive multiple of the VAE's scale factor; overlaps blended), bounding the decoder's memory by the tile (SD, VAE decoder).")] = None,
     decoder: Annotated[Optional[Decoder], typer.Option(help="VAE decoder (SD): full, or tiny (TAESD; the artifact needs `edgegen export --tiny-vae DIR`). [default: full]")] = None,
     preview_every: Annotated[Optional[int], typer.Option(help="Write preview-NNNN-stepSS.png of the x0 estimate every N steps (SD; a linear latent->RGB projection, no decoder call).")] = None,
@@ -68,7 +70,7 @@ def run(
     o.backend_name = backend.value if backend else None
     o.precision_name = precision.value if precision else None
     if ray or prompts or jobs:
-        _refuse_in_ray_job(decoder=decoder, preview_every=preview_every)
+        _refuse_in_ray_job(decoder=decoder, preview_every=preview_every, init_image=init_image, strength=strength)
         _ray_job(artifact, out, prompts, jobs, address, backend, precision, ray, dict(
             prompt=prompt, negative_prompt=negative_prompt, steps=steps or DEFAULTS["steps"],
             sampler=sampler.value if sampler else None, sigmas=sigmas.value if sigmas else None,
@@ -103,9 +105,10 @@ def _checked(art, o: SimpleNamespace) -> tuple[Optional[np.ndarray], Optional[tu
              "--guidance-scale": o.guidance_scale, "--guidance-interval": o.guidance_interval,
              "--init-noise": o.init_noise, "--latents": o.latents, "--height": o.height, "--width": o.width,
              "--tile-size": o.tile_size, "--decoder": o.decoder.value if o.decoder else None,
-             "--preview-every": o.preview_every}
+             "--preview-every": o.preview_every, "--init-image": o.init_image, "--strength": o.strength}
     _check_applies(art, {flag: value for flag, value in given.items() if value is not None})
     _check_decoder(art, o.decoder, o.preview_every)
+    _check_init_image(art, o)
     _check_values(art, out=o.out, prompt=o.prompt, negative_prompt=o.negative_prompt, class_label=o.class_label,
                   steps=o.steps, eta=o.eta, guidance_scale=o.guidance_scale, seed=o.seed, num_images=o.num_images,
                   precision=o.precision_name, backend=o.backend_name)
@@ -150,6 +153,7 @@ def _caller(pipe, o: SimpleNamespace, array: Optional[np.ndarray], interval):
                    sampler=o.sampler, sigmas=o.sigmas, eta=o.eta, class_label=class_label,
                    guidance_scale=DEFAULTS["guidance_scale"] if o.guidance_scale is None else o.guidance_scale,
                    height=o.height, width=o.width, init_noise=array, tile_size=o.tile_size,
+                   **({"init_image": o.init_image, "strength": o.strength} if o.init_image is not None else {}),
                    **({"guidance_interval": interval} if o.guidance_interval else {}),
                    **({"decoder": o.decoder.value} if o.decoder else {}))
     return lambda start, count, callback: pipe(prompt, seed=o.seed + start, num_images=count, callback=callback,
@@ -238,6 +242,8 @@ _APPLIES = {
     "--tile-size": {"stable-diffusion", "vae-decoder"},
     "--decoder": {"stable-diffusion"},
     "--preview-every": {"stable-diffusion"},
+    "--init-image": {"stable-diffusion"},
+    "--strength": {"stable-diffusion"},
 }
 _KIND_NAMES = {"stable-diffusion": "a Stable Diffusion", "unet": "an unconditional U-Net",
                "unet-class": "a class-conditional U-Net", "generator": "a generator", "vae-decoder": "a VAE decoder"}
@@ -313,6 +319,39 @@ def _check_values(art, *, out: Path, prompt, negative_prompt, class_label, steps
             raise InputError(f"--precision {precision}: this artifact has no {precision.upper()} variant (has "
                              f"{', '.join(have)}); export it with --int8" if precision == "int8" else
                              f"--precision {precision}: this artifact has no {precision} variant (has {', '.join(have)})")
+
+
+def _check_init_image(art, o: SimpleNamespace) -> None:
+    """--init-image / --strength: a readable RGB image whose size is a multiple of the VAE factor
+    and agrees with --height / --width (it sets them when they are not given), an artifact with a
+    VAE encoder, and a strength in (0, 1] that leaves at least one of the steps."""
+    from ..images import read_image
+
+    if o.init_image is None:
+        if o.strength is not None:
+            raise InputError(f"--strength: applies to img2img, with --init-image; got --strength {o.strength} alone")
+        return
+    if "vae_encoder" not in art.spec.components:
+        raise InputError(f"--init-image: artifact '{art.path}' has no vae_encoder component (exported before img2img); "
+                         f"export it again with `edgegen export --model sd` to run img2img")
+    strength, steps = 0.8 if o.strength is None else o.strength, o.steps or DEFAULTS["steps"]
+    if not (math.isfinite(strength) and 0 < strength <= 1):
+        raise InputError(f"--strength: expected a number in (0, 1], got {strength}")
+    if int(steps * strength) < 1:
+        raise InputError(f"--strength {strength} with --steps {steps} leaves no step (int(steps * strength) = 0); "
+                         f"expected --strength >= {1 / steps:g} or more --steps")
+    try:
+        _, h, w, _ = read_image(o.init_image).shape
+    except EngineInputError as exc:
+        raise InputError("--init-image: " + str(exc).split(": ", 1)[1]) from None
+    f = art.spec.latent.scale_factor or 8
+    if h % f or w % f:
+        raise InputError(f"--init-image: expected a height and width that are multiples of {f} (the VAE's scale "
+                         f"factor), got {w}x{h} px (width x height) in '{o.init_image}'; crop or resize it")
+    if (o.height or h, o.width or w) != (h, w):
+        raise InputError(f"--init-image: its size sets the output's; expected --height {o.height or h} --width "
+                         f"{o.width or w} to match it, got an image of height {h}, width {w} in '{o.init_image}'")
+    o.height, o.width = h, w
 
 
 def _check_interval(value: str | None) -> tuple[float, float] | None:

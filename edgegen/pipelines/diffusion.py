@@ -13,17 +13,18 @@ import math
 import numbers
 import time
 from types import SimpleNamespace
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..artifact import Artifact
-from ..errors import EngineInputError
+from ..errors import ArtifactError, EngineInputError
 from ..guidance import CFGDenoiser, batch_mode, check_interval, guidance_scale_embedding, needs_unconditional
-from ..images import to_unit_range
+from ..images import read_image, to_unit_range
 from ..preview import fit_projection, project
 from ..runtimes.base import check_finite
-from ..samplers import SamplingPlan, gaussian_noise
+from ..samplers import Noise, SamplingPlan, gaussian_noise
 from ..tiling import check_tile_size, decode_tiled
 from ..tokenizer import ClipTokenizer
 from ..types import Decoder, parse_enum
@@ -45,8 +46,9 @@ def default_sampler(scheduler_class: str | None) -> str:
 class DiffusionPipeline:
     """Run a ``stable-diffusion`` or ``unet`` artifact.
 
-    Randomness: ``numpy.random.default_rng(seed)`` draws the initial latents (unless
-    ``init_noise`` is given) and then every ancestral-sampler noise, in that order.
+    Randomness: ``numpy.random.default_rng(seed)`` (or the call's ``noise`` source) draws, in
+    diffusers' order: img2img's latent sample from the VAE encoder's distribution, the initial
+    latents (unless ``init_noise`` is given), then every ancestral-sampler noise.
 
     Attributes:
         class_names: class-conditional U-Nets: the name of each class label (index = label), else None.
@@ -57,6 +59,9 @@ class DiffusionPipeline:
                  shapes: str = "auto"):
         spec = artifact.spec
         self.artifact = artifact
+        # Loaded when first needed: the VAE encoder only serves img2img.
+        self._load_options = dict(backend=backend, precision=precision, device=device, engine_hook=engine_hook,
+                                  compute=compute)
         self.text_to_image = artifact.family == "stable-diffusion"
         names = ["text_encoder", "unet", "vae_decoder"] if self.text_to_image else ["unet"]
         if self.text_to_image and TINY_DECODER in spec.components:
@@ -103,7 +108,8 @@ class DiffusionPipeline:
                  guidance_scale: float = 7.5, seed: int = 0, num_images: int | None = None, height: int | None = None,
                  width: int | None = None, init_noise: np.ndarray | None = None,
                  guidance_interval: tuple[float, float] | None | str = "default", callback=None,
-                 tile_size: int | None = None, decoder: str = "full") -> Generation:
+                 tile_size: int | None = None, decoder: str = "full", init_image=None, strength: float | None = None,
+                 noise: Noise | None = None) -> Generation:
         """Generate images.
 
         Args:
@@ -125,7 +131,7 @@ class DiffusionPipeline:
             num_images: images to generate (default 1, or the batch of ``init_noise``).
             height, width: Stable Diffusion image size in pixels, multiples of the VAE factor.
             init_noise: (B, C, h, w) float32 finite N(0, I) initial latents replacing the seeded draw
-                (scaled by the sampler's init sigma as diffusers does).
+                (scaled by the sampler's init sigma as diffusers does; img2img: the noise added).
             guidance_interval: (sigma_lo, sigma_hi], the noise levels where CFG applies
                 (:mod:`edgegen.guidance`), for every conditioned model; None for every step; default
                 the artifact's recommended interval (``conditioning.guidance_interval``), else every step.
@@ -139,25 +145,37 @@ class DiffusionPipeline:
             decoder: Stable Diffusion only: "full" (the VAE's decoder) or "tiny" (:class:`edgegen.types.Decoder`;
                 the artifact's ``vae_decoder_tiny``, TAESD, from ``edgegen export --tiny-vae DIR``), fed the
                 same latents: equal to diffusers' pipeline with ``vae=AutoencoderTiny(...)`` (2e-3).
+            init_image, strength: Stable Diffusion img2img (SDEdit, Meng et al. 2021; diffusers'
+                StableDiffusionImg2ImgPipeline, images equal to 2e-3 given the same noise): an image
+                (path, Pillow image or (H, W, 3) / (N, H, W, 3) array, :func:`edgegen.images.read_image`)
+                whose size is the output's (a multiple of the VAE factor), and ``strength`` in (0, 1]
+                (default 0.8): the last ``int(steps * strength)`` steps run (:meth:`SamplingPlan.truncated`).
+            noise: a ``noise(shape) -> float32 N(0, I)`` source for every draw in place of ``seed``
+                (replay another library's generator, e.g. for parity).
         Returns:
             a :class:`Generation` with (B, H, W, C) float32 images in [0, 1].
         Raises:
             EngineInputError: an argument out of range or of the wrong kind, naming it; ``decoder="tiny"``
                 on an artifact without a tiny decoder (naming the export flag).
             NonFiniteError: ``init_noise`` holds NaN / Inf.
-            ScheduleError: an unknown sampler / sigma schedule, or steps above the training steps.
+            ScheduleError: an unknown sampler / sigma schedule, steps above the training steps, or
+                ``strength`` outside (0, 1] or leaving no step.
+            ArtifactError: ``init_image`` on an artifact exported without ``vae_encoder``.
         """
         start = time.perf_counter()
         reset(self.engines)
         _check_numbers(num_inference_steps, eta, guidance_scale)
         self._check_tile_size(tile_size)
         vae = self._decoder_name(decoder)
-        rng = np.random.default_rng(seed)
-        latents = self._initial_latents(init_noise, num_images, height, width, rng)
+        draw = _noise_source(noise, seed)
         plan = SamplingPlan.build(self.schedule, sampler or self.default_sampler, num_inference_steps, sigmas=sigmas)
+        plan, latents, image = self._start(plan, init_image, strength, init_noise, num_images, height, width, draw)
         denoise, info = self._condition(plan, len(latents), prompt, negative_prompt, class_label, guidance_scale,
                                         guidance_interval)
-        x0, stopped_at = _sample(plan, denoise, latents, eta, rng, callback)
+        x0, stopped_at = _sample(plan, denoise, latents, eta, draw, callback, image)
+        if image is not None:
+            info.update(strength=0.8 if strength is None else strength,
+                        init_image=str(init_image) if isinstance(init_image, (str, Path)) else None)
         info.update(model=self.artifact.family, seed=seed, sampler=plan.sampler.value, sigmas=plan.sigma_schedule.value,
                     steps=num_inference_steps, eta=plan.default_eta() if eta is None else eta, backend=self.backend, precision=self.precision)
         if stopped_at is not None:
@@ -228,13 +246,66 @@ class DiffusionPipeline:
                                    f"got {tile_size}")
         check_tile_size(tile_size, self.latent.scale_factor)
 
-    def _initial_latents(self, init_noise, num_images, height, width, rng) -> np.ndarray:
-        """(B, C, h, w) float32 N(0, I): ``init_noise`` checked, or drawn from ``rng``."""
+    def _start(self, plan: SamplingPlan, init_image, strength, init_noise, num_images, height, width,
+               draw: Noise) -> tuple:
+        """(plan, N(0, I) latents (B, C, h, w), img2img's clean latents (B, C, h, w) or None).
+
+        img2img truncates the plan first (its strength checks cost nothing), then encodes.
+        """
+        if init_image is None:
+            if strength is not None:
+                raise EngineInputError(f"strength: applies to img2img (with init_image), got strength={strength!r} "
+                                       f"and no init_image")
+            return plan, self._initial_latents(init_noise, num_images, height, width, draw), None
+        plan = plan.truncated(0.8 if strength is None else strength)
+        image = self._encode_image(init_image, height, width, draw)
+        count = len(image) if num_images is None and init_noise is None else num_images
+        _, _, h, w = image.shape
+        f = self.latent.scale_factor
+        latents = self._initial_latents(init_noise, count, h * f, w * f, draw)
+        if len(latents) % len(image):
+            raise EngineInputError(f"init_image: expected 1 image or as many as the batch ({len(latents)}), "
+                                   f"got {len(image)}")
+        return plan, latents, np.concatenate([image] * (len(latents) // len(image)))
+
+    def _encode_image(self, init_image, height, width, draw: Noise) -> np.ndarray:
+        """(N, C, h, w) float32 clean latents of ``init_image``: ``scaling_factor * (mean + std * noise)``
+        of the VAE encoder's Gaussian, as diffusers' ``retrieve_latents`` (sample mode) and
+        ``prepare_latents``; pixels to [-1, 1] as ``VaeImageProcessor.preprocess`` (never resized)."""
+        if not self.text_to_image:
+            raise EngineInputError("init_image: img2img encodes with Stable Diffusion's VAE; this artifact is a "
+                                   f"bare U-Net ({self.artifact.family}), got an init_image")
+        images = read_image(init_image)
+        _, h, w, _ = images.shape
+        f = self.latent.scale_factor
+        if (height or h, width or w) != (h, w):
+            raise EngineInputError(f"init_image: expected {height or h}x{width or w} px (the height x width asked; "
+                                   f"the image's size is the output's when none is given), got {h}x{w}")
+        if h % f or w % f:
+            raise EngineInputError(f"init_image: expected height and width multiples of {f} (the VAE's scale "
+                                   f"factor), got {h}x{w}")
+        pixels = np.ascontiguousarray((images * np.float32(2) - np.float32(1)).transpose(0, 3, 1, 2))
+        out = self._vae_encoder()({"image": pixels})
+        mean, std = out["latent_mean"], out["latent_std"]
+        return (mean + std * draw(mean.shape)) * np.float32(self.latent.scaling_factor)
+
+    def _vae_encoder(self):
+        """The VAE encoder's engine, loaded on first use (text-to-image never loads it)."""
+        if "vae_encoder" not in self.engines:
+            if "vae_encoder" not in self.artifact.spec.components:
+                raise ArtifactError(f"init_image: artifact '{self.artifact.path}' has no vae_encoder component "
+                                    f"(exported before img2img); export it again with `edgegen export --model sd` "
+                                    f"to run img2img")
+            self.engines.update(load_components(self.artifact, ["vae_encoder"], **self._load_options))
+        return self.engines["vae_encoder"]
+
+    def _initial_latents(self, init_noise, num_images, height, width, draw: Noise) -> np.ndarray:
+        """(B, C, h, w) float32 N(0, I): ``init_noise`` checked, or drawn from ``draw``."""
         if init_noise is None:
             count = 1 if num_images is None else num_images
             if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
                 raise EngineInputError(f"num_images: expected an integer >= 1, got {num_images!r}")
-            return rng.standard_normal(self._latent_shape(int(count), height, width), dtype=np.float32)
+            return np.asarray(draw(self._latent_shape(int(count), height, width)), dtype=np.float32)
         if not isinstance(init_noise, np.ndarray) or init_noise.dtype != np.float32 or init_noise.ndim != 4:
             got = f"{init_noise.dtype} {init_noise.shape}" if isinstance(init_noise, np.ndarray) else type(init_noise).__name__
             raise EngineInputError(f"init_noise: expected a float32 (B, C, h, w) array, got {got}")
@@ -366,11 +437,21 @@ class _Progress:
         return True
 
 
-def _sample(plan, denoise, latents: np.ndarray, eta, rng, callback) -> tuple[np.ndarray, int | None]:
+def _noise_source(noise: Noise | None, seed) -> Noise:
+    if noise is None:
+        return gaussian_noise(np.random.default_rng(seed))
+    if not callable(noise):
+        raise EngineInputError(f"noise: expected a callable noise(shape) -> float32 array, or None, got "
+                               f"{type(noise).__name__}")
+    return lambda shape: np.asarray(noise(shape), dtype=np.float32)
+
+
+def _sample(plan, denoise, latents: np.ndarray, eta, draw: Noise, callback,
+            init_latents: np.ndarray | None = None) -> tuple[np.ndarray, int | None]:
     """Run the sampler: (x0, None), or (the last x0 estimate, steps done) when ``callback`` stopped it."""
     progress = _Progress(callback)
     try:
-        x0 = plan.run(denoise, latents, eta=eta, noise=gaussian_noise(rng), callback=progress)
+        x0 = plan.run(denoise, latents, eta=eta, noise=draw, callback=progress, init_latents=init_latents)
     except ValueError as exc:  # eta for a sampler with a fixed one
         raise EngineInputError(str(exc)) from None
     if progress.stopped_at is not None:
