@@ -5,7 +5,7 @@ VAE latent sample, the noise added at the first kept step, then each ancestral s
 diffusers through ``generator=``, edgegen through the call's ``noise=`` source. 10 steps,
 guidance 7.5, 32x32 px, 2 images; images in 0..1 must agree to max abs 2e-3 (measured: at most
 ~5e-6 on 2026-11-23, float32 rounding between engines) for every sampler, sigma schedule and
-strength, the truncated schedule included.
+strength, the truncated schedule included (lcm: LCMScheduler in the img2img pipeline).
 """
 
 import json
@@ -24,7 +24,8 @@ from edgegen.errors import ArtifactError, EngineInputError, ScheduleError  # noq
 
 H = W = 32
 SCHEDULERS = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "euler": "EulerDiscreteScheduler",
-              "euler-a": "EulerAncestralDiscreteScheduler", "dpmpp-2m": "DPMSolverMultistepScheduler"}
+              "euler-a": "EulerAncestralDiscreteScheduler", "dpmpp-2m": "DPMSolverMultistepScheduler",
+              "lcm": "LCMScheduler"}
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +53,10 @@ def torch_noise(seed: int):
     return lambda shape: torch.randn(tuple(shape), generator=gen, dtype=torch.float32).numpy()
 
 
+# lcm: LCMScheduler in StableDiffusionImg2ImgPipeline (get_timesteps slices its grid); diffusers'
+# LatentConsistencyModelImg2ImgPipeline instead builds a strength-dependent grid (set_timesteps(strength=)).
 CASES = [("ddpm", None), ("ddim", None), ("euler", None), ("euler-a", None), ("dpmpp-2m", "discrete"),
-         ("dpmpp-2m", "karras")]
+         ("dpmpp-2m", "karras"), ("lcm", None)]
 
 
 @pytest.mark.parametrize("strength", [0.3, 0.75, 1.0])
@@ -81,7 +84,7 @@ def test_matches_diffusers(pipes, reference_pipe, sampler, sigmas, strength, bac
 @pytest.mark.parametrize("scheduler,sampler,sigmas", [
     ("DDPMScheduler", "ddpm", None), ("DDIMScheduler", "ddim", None), ("EulerDiscreteScheduler", "euler", None),
     ("EulerDiscreteScheduler", "euler", "karras"), ("EulerAncestralDiscreteScheduler", "euler-a", None), ("DPMSolverMultistepScheduler", "dpmpp-2m", "karras"),
-    ("DPMSolverMultistepScheduler", "dpmpp-2m", "discrete")])
+    ("DPMSolverMultistepScheduler", "dpmpp-2m", "discrete"), ("LCMScheduler", "lcm", None)])
 @pytest.mark.parametrize("steps,strength", [(10, 0.3), (7, 0.5), (20, 0.75), (4, 1.0), (3, 0.34)])
 def test_truncated_schedule_is_diffusers_get_timesteps(tiny_sd_dir, scheduler, sampler, sigmas, steps, strength):
     """The plan's timesteps / sigmas from t_start on, and where add_noise puts the image latents."""
@@ -100,8 +103,8 @@ def test_truncated_schedule_is_diffusers_get_timesteps(tiny_sd_dir, scheduler, s
     if hasattr(ref, "set_begin_index"):  # as get_timesteps does
         ref.set_begin_index(t_start)
     noised = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(eps), ref.timesteps[t_start:t_start + 1]).numpy()
-    start = plan.start(eps, x0)  # VP for ddpm, else sigma space: diffusers holds VP for ddim / dpmpp-2m
-    if plan.vp and sampler != "ddpm":
+    start = plan.start(eps, x0)  # VP for ddpm / lcm, else sigma space: diffusers holds VP for ddim / dpmpp-2m
+    if plan.vp and sampler not in ("ddpm", "lcm"):
         start = start / np.sqrt(1 + np.float32(plan.sigmas[0]) ** 2)
     np.testing.assert_allclose(start, noised, rtol=0, atol=2e-5)
 
