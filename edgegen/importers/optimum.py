@@ -8,7 +8,10 @@ Reads what ``optimum-cli export onnx --task text-to-image`` and ``optimum-cli ex
     DIR/tokenizer/       tokenizer.json, or CLIP's vocab.json + merges.txt; tokenizer_config.json
     DIR/text_encoder/    model.onnx, or openvino_model.xml + openvino_model.bin; config.json
     DIR/unet/            the same
-    DIR/vae_decoder/     the same (vae_encoder/ and OpenVINO tokenizer models are not imported)
+    DIR/vae_decoder/     the same (vae_encoder/ and OpenVINO tokenizer models are not imported:
+                         optimum's encoder outputs ``latent_parameters``, mean and logvar in one
+                         tensor, where edgegen's has ``latent_mean`` / ``latent_std``; imported
+                         artifacts run text-to-image, img2img needs ``edgegen export --model sd``)
 
 and writes a ``stable-diffusion`` artifact (``docs/artifact.md``). optimum's graphs differ from
 edgegen's graph conventions in names and in one shape; the import adapts the graphs and leaves
