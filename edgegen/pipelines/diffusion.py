@@ -61,7 +61,7 @@ class DiffusionPipeline:
         self.artifact = artifact
         # Loaded when first needed: the VAE encoder only serves img2img.
         self._load_options = dict(backend=backend, precision=precision, device=device, engine_hook=engine_hook,
-                                  compute=compute)
+                                  compute=compute, shapes=shapes)
         self.text_to_image = artifact.family == "stable-diffusion"
         names = ["text_encoder", "unet", "vae_decoder"] if self.text_to_image else ["unet"]
         if self.text_to_image and TINY_DECODER in spec.components:
