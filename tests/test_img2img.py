@@ -103,8 +103,8 @@ def test_truncated_schedule_is_diffusers_get_timesteps(tiny_sd_dir, scheduler, s
     if hasattr(ref, "set_begin_index"):  # as get_timesteps does
         ref.set_begin_index(t_start)
     noised = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(eps), ref.timesteps[t_start:t_start + 1]).numpy()
-    start = plan.start(eps, x0)  # VP for ddpm / lcm, else sigma space: diffusers holds VP for ddim / dpmpp-2m
-    if plan.vp and sampler not in ("ddpm", "lcm"):
+    start = plan.start(eps, x0)  # VP for ddpm, else sigma space: diffusers holds VP for ddim / dpmpp-2m / lcm
+    if plan.vp and sampler != "ddpm":
         start = start / np.sqrt(1 + np.float32(plan.sigmas[0]) ** 2)
     np.testing.assert_allclose(start, noised, rtol=0, atol=2e-5)
 
