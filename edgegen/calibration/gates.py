@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -31,20 +31,31 @@ class QualityThresholds:
     max_step_error: float | None = None
 
 
-def step_errors(fp32_engine, int8_engine, feeds_per_step: Sequence[Sequence[Mapping[str, np.ndarray]]]) -> list[float]:
+def step_errors(reference_per_step: Sequence[Sequence[np.ndarray]], int8_engine,
+                feeds_per_step: Sequence[Sequence[Mapping[str, np.ndarray]]], *,
+                progress: Callable[[int, int], None] | None = None) -> list[float]:
     """Relative L2 error of the INT8 U-Net output per step, on the FP32 trajectory's feeds.
 
-    ``feeds_per_step[s]`` lists the feeds seen at step s (one per gate sample).
+    Args:
+        reference_per_step: ``[s][i]`` the FP32 U-Net's output for ``feeds_per_step[s][i]``,
+            recorded when the FP32 trajectory ran (so no FP32 engine needs to stay loaded).
+        int8_engine: the INT8 U-Net; its first output is compared.
+        feeds_per_step: ``[s]`` lists the feeds seen at step s (one per gate sample).
+        progress: called ``(done, total)`` after each step.
+    Returns:
+        per step, ``||int8 - fp32|| / ||fp32||`` over that step's items (0 where the reference is 0).
     """
     errors = []
-    for feeds in feeds_per_step:
+    for step, (references, feeds) in enumerate(zip(reference_per_step, feeds_per_step)):
         diff = ref = 0.0
-        for item in feeds:
-            a = next(iter(fp32_engine(item).values())).astype(np.float64)
+        for a, item in zip(references, feeds):
+            a = np.asarray(a, dtype=np.float64)
             b = next(iter(int8_engine(item).values())).astype(np.float64)
             diff += float(((a - b) ** 2).sum())
             ref += float((a**2).sum())
         errors.append((diff / ref) ** 0.5 if ref else 0.0)
+        if progress is not None:
+            progress(step + 1, len(feeds_per_step))
     return errors
 
 

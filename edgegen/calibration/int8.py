@@ -16,11 +16,14 @@ The FP32 components stay in the artifact as the reference; INT8 files are added 
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -28,7 +31,7 @@ from ..artifact import MANIFEST, Artifact, atomic_artifact
 from ..compile.openvino import add_openvino_ir
 from ..errors import EdgegenError, NonFiniteError
 from ..metrics import image_figures
-from ..progress import ProgressCallback, silent
+from ..progress import ProgressCallback, silent, substage
 from ..types import Backend, parse_enum
 from . import gates
 from .quantize import quantizable_layers, quantize_nncf, quantize_onnxruntime
@@ -116,13 +119,19 @@ class Int8Options:
 class _Component:
     name: str
     fp32: Path
-    feeds: list
+    feeds: Sequence[dict[str, np.ndarray]]
     layers: list
     excluded: list = field(default_factory=list)
 
 
-def calibration_feeds(art: Artifact, opts: Int8Options, progress: ProgressCallback | None = None) -> dict[str, list]:
-    """Calibration feeds per component for ``opts`` (already resolved for the family)."""
+def calibration_feeds(art: Artifact, opts: Int8Options, progress: ProgressCallback | None = None,
+                      directory: Path | None = None) -> dict[str, Sequence[dict[str, np.ndarray]]]:
+    """Calibration feeds per component for ``opts`` (already resolved for the family).
+
+    With ``directory``, diffusion feeds recorded from the FP32 trajectory are written there as
+    they come (:class:`~edgegen.calibration.record.FeedStore`, memory-mapped on read) instead of
+    being held in memory; the caller removes the directory.
+    """
     family, spec = art.family, art.spec
     if family in ("generator", "vae-decoder"):
         name = "generator" if family == "generator" else "vae_decoder"
@@ -141,7 +150,8 @@ def calibration_feeds(art: Artifact, opts: Int8Options, progress: ProgressCallba
                 if (Path(opts.calibration_data) / c).is_dir()}
     return record_diffusion(art, samples=opts.samples, sampler=opts.sampler, steps=opts.steps, seed=opts.seed,
                             guidance_scale=opts.guidance_scale, prompts=read_prompts(opts.prompts),
-                            backend=opts.backend.value, height=opts.height, width=opts.width, progress=progress)
+                            backend=opts.backend.value, height=opts.height, width=opts.width,
+                            directory=directory, progress=progress)
 
 
 _VARIANT_SUFFIXES = (".xml", ".bin", ".onnx", ".onnx.data")
@@ -156,7 +166,7 @@ def _variant_files(file: str) -> list[str]:
     return [Path(file).stem + suffix for suffix in _VARIANT_SUFFIXES]
 
 
-def _quantize(art: Artifact, comp: _Component, opts: Int8Options) -> None:
+def _quantize(art: Artifact, comp: _Component, opts: Int8Options, report: ProgressCallback) -> None:
     out = art.path / _variant_file(comp.name, opts.backend)
     for name in _variant_files(out.name):
         # Staged files may be hard links to the input artifact's: never write through them.
@@ -164,9 +174,10 @@ def _quantize(art: Artifact, comp: _Component, opts: Int8Options) -> None:
     if opts.backend is Backend.openvino:
         quantize_nncf(comp.fp32, out, comp.feeds, exclude=comp.excluded,
                       transformer=any(layer["op"] == "MatMul" for layer in comp.layers) and art.family == "stable-diffusion",
-                      weighted_only=art.family == "unet")
+                      weighted_only=art.family == "unet", progress=substage(report, f"{comp.name}: "))
     else:
         quantize_onnxruntime(comp.fp32, out, comp.feeds, exclude=comp.excluded)
+    gc.collect()  # the quantizer's model copies, before the next component's
     variants = art.draft["components"][comp.name].setdefault("variants", {}).setdefault("int8", {})
     variants[opts.backend.value] = {
         "file": out.name, "precision": "int8", "backend": opts.backend.value,
@@ -174,7 +185,7 @@ def _quantize(art: Artifact, comp: _Component, opts: Int8Options) -> None:
         "excluded_layers": list(comp.excluded)}
 
 
-def _quality(art: Artifact, opts: Int8Options, reference: dict) -> dict:
+def _quality(art: Artifact, opts: Int8Options, reference: dict, report: ProgressCallback) -> dict:
     """The INT8 pipeline's figures against the FP32 reference on the same inputs and noise.
 
     An INT8 candidate whose engines give NaN / Inf (an overflowing quantized layer) fails the
@@ -182,13 +193,15 @@ def _quality(art: Artifact, opts: Int8Options, reference: dict) -> dict:
     floating point instead of the export stopping on the first NonFiniteError.
     """
     try:
-        return _int8_figures(art, opts, reference)
+        return _int8_figures(art, opts, reference, report)
     except NonFiniteError as exc:
         return {"psnr_db": {"median": 0.0, "mean": 0.0, "min": 0.0}, "ssim": {"mean": 0.0, "min": 0.0},
                 "images": 0, "nonfinite": str(exc)}
+    finally:
+        gc.collect()  # the INT8 pipeline's engines, before the next round quantizes
 
 
-def _int8_figures(art: Artifact, opts: Int8Options, reference: dict) -> dict:
+def _int8_figures(art: Artifact, opts: Int8Options, reference: dict, report: ProgressCallback) -> dict:
     from ..pipelines.decoder import DecoderPipeline
     from ..pipelines.diffusion import DiffusionPipeline
 
@@ -197,16 +210,31 @@ def _int8_figures(art: Artifact, opts: Int8Options, reference: dict) -> dict:
         images = [im for x in reference["inputs"] for im in int8(latents=x).images]
         return image_figures(reference["images"], images)
     int8 = DiffusionPipeline(art, backend=opts.backend.value, precision="int8")
-    images = [im for seed in reference["seeds"] for im in _sample(int8, opts, seed)]
+    stage, seeds = "int8: quality gate: INT8 pipeline on the gate samples (steps)", reference["seeds"]
+    images = [im for i, seed in enumerate(seeds)
+              for im in _sample(int8, opts, seed, _step_counter(report, stage, i * opts.steps, len(seeds) * opts.steps))]
     figures = image_figures(reference["images"], images)
-    figures["step_rel_error"] = gates.step_errors(reference["unet"], int8.engines["unet"], reference["unet_feeds"])
+    figures["step_rel_error"] = gates.step_errors(reference["unet_outputs"], int8.engines["unet"],
+                                                  reference["unet_feeds"],
+                                                  progress=lambda done, total: report(
+                                                      "int8: quality gate: per-step U-Net error (steps)", done, total))
     return figures
 
 
-def _sample(pipe, opts: Int8Options, seed: int) -> np.ndarray:
+def _step_counter(report: ProgressCallback, stage: str, start: int, total: int):
+    """A pipeline step callback reporting ``(stage, start + steps so far, total)``."""
+    done = [start]
+
+    def step(*_):
+        done[0] += 1
+        report(stage, done[0], total)
+    return step
+
+
+def _sample(pipe, opts: Int8Options, seed: int, callback=None) -> np.ndarray:
     return sample_diffusion(pipe, index=seed, seed=seed, steps=opts.steps, sampler=opts.sampler,
                             guidance_scale=opts.guidance_scale, prompts=read_prompts(opts.prompts),
-                            height=opts.height, width=opts.width)
+                            height=opts.height, width=opts.width, callback=callback)
 
 
 def _decoder_reference(art: Artifact, opts: Int8Options, calibration: dict, gate_seed: int) -> dict:
@@ -225,27 +253,37 @@ def _decoder_reference(art: Artifact, opts: Int8Options, calibration: dict, gate
     return {"inputs": inputs, "images": images}
 
 
-def _reference(art: Artifact, opts: Int8Options, calibration: dict, report: ProgressCallback) -> dict:
+def _reference(art: Artifact, opts: Int8Options, calibration: dict, report: ProgressCallback,
+               directory: Path) -> dict:
     """FP32 outputs the gate compares against, on inputs disjoint from calibration; for diffusion
-    also the U-Net feeds of every step of the FP32 trajectories (recorded through an engine hook)."""
+    also the U-Net feeds and FP32 outputs of every step of the FP32 trajectories, recorded through
+    an engine hook into ``directory`` (memory-mapped on read). The FP32 pipeline is released
+    before returning: the gate rounds never hold FP32 and INT8 engines at once."""
     from ..pipelines.diffusion import DiffusionPipeline
 
     gate_seed = opts.seed + 1_000_003
     if art.family in ("generator", "vae-decoder"):
         return _decoder_reference(art, opts, calibration, gate_seed)
-    recorder = FeedRecorder()
-    fp32 = DiffusionPipeline(art, backend=opts.backend.value, precision="fp32", engine_hook=recorder)
+    recorder = FeedRecorder(directory, outputs=True)
+    fp32 = DiffusionPipeline(art, backend=opts.backend.value, precision="fp32",
+                             engine_hook=lambda name, engine: recorder(name, engine) if name == "unet" else engine)
     seeds = [gate_seed + i for i in range(opts.gate_samples)]
-    images, per_step = [], [[] for _ in range(opts.steps)]
-    stage = "int8: FP32 reference for the quality gate"
+    images, per_step, counts = [], [[] for _ in range(opts.steps)], []
+    stage, total = "int8: FP32 reference for the quality gate (steps)", len(seeds) * opts.steps
+    report(stage, 0, total)
     for i, seed in enumerate(seeds):
-        recorder.clear()
-        images += list(_sample(fp32, opts, seed))
-        for step, item in enumerate(recorder.feeds["unet"]):
-            per_step[step].append(item)
-        report(stage, i + 1, len(seeds))
-    recorder.stop()  # the gate reruns this U-Net on the recorded feeds
-    return {"seeds": seeds, "images": images, "unet_feeds": per_step, "unet": fp32.unet}
+        before = len(recorder.feeds["unet"])
+        images += list(_sample(fp32, opts, seed, _step_counter(report, stage, i * opts.steps, total)))
+        counts.append((before, len(recorder.feeds["unet"])))
+    del fp32  # the recorder holds the recorded files, not the engines
+    feeds, outputs = recorder.feeds["unet"], recorder.outputs["unet"]
+    for before, after in counts:
+        for step, index in enumerate(range(before, after)):
+            per_step[step].append(index)
+    gc.collect()
+    return {"seeds": seeds, "images": images,
+            "unet_feeds": [[feeds[i] for i in indices] for indices in per_step],
+            "unet_outputs": [[next(iter(outputs[i].values())) for i in indices] for indices in per_step]}
 
 
 def _spread(items: list, n: int) -> list:
@@ -337,9 +375,9 @@ def _gate_rounds(art: Artifact, comps: list[_Component], opts: Int8Options, refe
         stage = f"int8: round {index}: quantizing with {tool} ({sum(len(c.excluded) for c in comps)} layer(s) in float)"
         for done, comp in enumerate(comps):
             report(stage, done, len(comps))
-            _quantize(art, comp, opts)
+            _quantize(art, comp, opts, report)
         report(stage, len(comps), len(comps))
-        figures = _quality(art, opts, reference)
+        figures = _quality(art, opts, reference, report)
         failed = gates.judge(figures, thresholds)
         rounds.append({"excluded": {c.name: len(c.excluded) for c in comps}, "figures": figures, "failed": failed})
         report(_round_line(index, figures, failed), 0, None)
@@ -364,10 +402,13 @@ def _speed_gate(art: Artifact, comps: list[_Component], opts: Int8Options, repor
     speed, stage = {}, "int8: speed gate (FP32 vs INT8 latency)"
     for done, comp in enumerate(comps):
         report(stage, done, len(comps))
-        feeds = comp.feeds[0]
+        feeds = {k: np.array(v) for k, v in comp.feeds[0].items()}
+        # One engine at a time: each is released (and collected) before the next is loaded.
         fp32 = gates.latency(load_engine(comp.fp32, opts.backend.value, precision="fp32"), feeds)
+        gc.collect()
         int8_path = art.path / _variant_file(comp.name, opts.backend)
         int8 = gates.latency(load_engine(int8_path, opts.backend.value, precision="int8"), feeds)
+        gc.collect()
         speedup = fp32["median_s"] / int8["median_s"]
         keep = speedup > 1.0 or opts.force
         speed[comp.name] = {"fp32": fp32, "int8": int8, "speedup": speedup,
@@ -403,12 +444,17 @@ def quantize_artifact(staging: Path, manifest: dict, options: Int8Options = Int8
     art = Artifact.staged(staging, manifest)  # its typed spec follows the variants added below
     opts = options.resolved(art.family)
     report(f"int8: calibration ({opts.samples} samples, seed {opts.seed})", 0, None)
-    calibration = calibration_feeds(art, opts, progress=report)
-    comps = [_Component(name, art.component_path(name), feeds, quantizable_layers(art.component_path(name)))
-             for name, feeds in calibration.items() if feeds]
-    reference = _reference(art, opts, calibration, report)
-    thresholds, rounds = _gate_rounds(art, comps, opts, reference, report)
-    speed = _speed_gate(art, comps, opts, report)
+    # Recorded feeds and reference outputs go to disk, inside the staging directory (so on the
+    # same file system as the artifact), and are removed on success and on failure alike.
+    with tempfile.TemporaryDirectory(dir=staging, prefix=".int8-feeds-") as scratch:
+        calibration = calibration_feeds(art, opts, progress=report, directory=Path(scratch) / "calibration")
+        comps = [_Component(name, art.component_path(name), feeds, quantizable_layers(art.component_path(name)))
+                 for name, feeds in calibration.items() if feeds]
+        reference = _reference(art, opts, calibration, report, Path(scratch) / "reference")
+        thresholds, rounds = _gate_rounds(art, comps, opts, reference, report)
+        del reference
+        speed = _speed_gate(art, comps, opts, report)
+        del comps, calibration
     result = {"backend": opts.backend.value, "thresholds": asdict(thresholds), "rounds": rounds, "speed": speed,
               "options": opts.as_json()}
     manifest.setdefault("quantization", {})["int8"] = result

@@ -37,24 +37,79 @@ def read_prompts(path: str | Path | None) -> list[str]:
     return prompts
 
 
+class FeedStore(Sequence[Feeds]):
+    """Feeds dicts kept on disk instead of in memory: a list-like sequence for calibration.
+
+    Item ``i`` is stored as one ``.npy`` file per input (``directory/00000-0.npy`` ...) and read
+    back memory-mapped (read-only arrays), so holding a whole calibration set costs no memory at
+    SD 1.5 size, and an item costs only while a consumer uses it. ``nncf.Dataset`` and ONNX
+    Runtime's reader take it like a list of dicts; iterating reads each item when it is reached.
+    The files live until :meth:`clear` or until the directory is removed (the caller owns it).
+    """
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._names: list[tuple[str, ...]] = []
+
+    def _file(self, index: int, position: int) -> Path:
+        # Graph input names may hold characters a file name cannot; the position stands in.
+        return self.directory / f"{index:05d}-{position}.npy"
+
+    def append(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """Write a copy of ``feeds`` (graph input name -> array) as the next item."""
+        index = len(self._names)
+        for position, array in enumerate(feeds.values()):
+            np.save(self._file(index, position), np.ascontiguousarray(array))
+        self._names.append(tuple(feeds))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        names = self._names[index]
+        index = range(len(self))[index]
+        return {name: np.load(self._file(index, p), mmap_mode="r") for p, name in enumerate(names)}
+
+    def clear(self) -> None:
+        """Delete every item's files."""
+        for index, names in enumerate(self._names):
+            for position in range(len(names)):
+                self._file(index, position).unlink(missing_ok=True)
+        self._names.clear()
+
+
 class FeedRecorder:
     """An engine hook that keeps a copy of every feeds dict each component's engine is called with.
 
     Pass it when a pipeline is built (``DiffusionPipeline(art, engine_hook=recorder)``); after
     sampling, ``recorder.feeds[component]`` lists the feeds in call order (graph input name ->
-    array, copied: the pipeline may reuse its buffers). :meth:`clear` empties the lists,
-    :meth:`stop` ends recording (the engines keep running).
+    array, copied: the pipeline may reuse its buffers). With ``directory``, the copies go to
+    disk (a :class:`FeedStore` per component under ``directory/<component>``) instead of memory.
+    With ``outputs``, ``recorder.outputs[component]`` keeps each call's outputs the same way
+    (the FP32 reference of the INT8 gate, so that no FP32 engine stays loaded beside INT8).
+    :meth:`clear` empties the lists, :meth:`stop` ends recording (the engines keep running).
     """
 
-    def __init__(self) -> None:
-        self.feeds: dict[str, list[Feeds]] = {}
+    def __init__(self, directory: str | Path | None = None, *, outputs: bool = False) -> None:
+        self.directory, self.keep_outputs = (Path(directory) if directory is not None else None), outputs
+        self.feeds: dict[str, list[Feeds] | FeedStore] = {}
+        self.outputs: dict[str, list[Feeds] | FeedStore] = {}
         self.recording = True
 
+    def _sink(self, kind: dict, name: str, sub: str):
+        if name not in kind:
+            kind[name] = [] if self.directory is None else FeedStore(self.directory / sub / name)
+        return kind[name]
+
     def __call__(self, name: str, engine: Engine) -> Engine:
-        return _RecordingEngine(engine, self, self.feeds.setdefault(name, []))
+        outputs = self._sink(self.outputs, name, "outputs") if self.keep_outputs else None
+        return _RecordingEngine(engine, self, self._sink(self.feeds, name, "feeds"), outputs)
 
     def clear(self) -> None:
-        for items in self.feeds.values():
+        for items in (*self.feeds.values(), *self.outputs.values()):
             items.clear()
 
     def stop(self) -> None:
@@ -62,36 +117,43 @@ class FeedRecorder:
 
 
 class _RecordingEngine:
-    """An :class:`~edgegen.runtimes.Engine` that appends a copy of its feeds to ``sink`` while
-    its recorder records, then runs the wrapped engine."""
+    """An :class:`~edgegen.runtimes.Engine` that appends a copy of its feeds to ``sink`` (and of
+    its outputs to ``outputs``, when given) while its recorder records, then runs the wrapped engine."""
 
-    def __init__(self, engine: Engine, recorder: FeedRecorder, sink: list[Feeds]):
-        self.engine, self._recorder, self._sink = engine, recorder, sink
+    def __init__(self, engine: Engine, recorder: FeedRecorder, sink, outputs=None):
+        self.engine, self._recorder, self._sink, self._outputs = engine, recorder, sink, outputs
         self.backend, self.precision = engine.backend, engine.precision
         self.inputs, self.outputs = engine.inputs, engine.outputs
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self._recorder.recording:
+        recording = self._recorder.recording
+        if recording:
             self._sink.append({k: np.array(v, copy=True) for k, v in feeds.items()})
-        return self.engine(feeds)
+        result = self.engine(feeds)
+        if recording and self._outputs is not None:
+            self._outputs.append({k: np.array(v, copy=True) for k, v in result.items()})
+        return result
 
 
 def record_diffusion(artifact: Artifact, *, samples: int, sampler: str, steps: int, seed: int = 0,
                      guidance_scale: float = 7.5, prompts: Sequence[str] | None = None,
                      backend: str | None = None, height: int | None = None, width: int | None = None,
-                     progress: ProgressCallback | None = None) -> dict[str, list[Feeds]]:
+                     directory: str | Path | None = None,
+                     progress: ProgressCallback | None = None) -> dict[str, Sequence[Feeds]]:
     """Run the FP32 pipeline ``samples`` times (seeds ``seed .. seed+samples-1``) and record feeds.
 
     For SD, image i uses prompt ``prompts[i % len(prompts)]``; with ``guidance_scale != 1``
     both CFG branches are recorded (in one batch-of-2 feed where the U-Net takes it).
     Returns feeds per component: ``unet`` gets ``samples * steps`` items; SD also gets
     ``text_encoder`` and ``vae_decoder`` items. ``progress`` hears ("calibration: recording
-    FP32 trajectories (steps)", done, samples * steps) after every sampler step.
+    FP32 trajectories (steps)", done, samples * steps) after every sampler step. With
+    ``directory``, the feeds are written there as they are recorded (:class:`FeedStore` per
+    component, memory-mapped on read) instead of being held in memory; the caller removes it.
     """
     from ..pipelines import DiffusionPipeline
 
     report = progress or silent
-    recorder = FeedRecorder()
+    recorder = FeedRecorder(directory)
     pipe = DiffusionPipeline(artifact, backend=backend, precision="fp32", engine_hook=recorder)
     prompts = list(prompts or default_prompts())
     stage, done, total = "calibration: recording FP32 trajectories (steps)", [0], samples * steps
