@@ -29,8 +29,8 @@ from common import CACHE, printed
 class RssSampler:
     """Samples RSS every ``interval`` seconds in a daemon thread; ``progress`` moves the stage."""
 
-    def __init__(self, interval: float = 0.2, echo=None):
-        self.interval, self.echo = interval, echo
+    def __init__(self, interval: float = 0.2, echo=None, log: Path | None = None):
+        self.interval, self.echo, self.log = interval, echo, log
         self.process, self.stage, self.start = psutil.Process(), "start", time.perf_counter()
         self.peaks: dict[str, dict] = {}
         self.timeline: list[tuple[float, str, int]] = []
@@ -52,6 +52,9 @@ class RssSampler:
             self.echo(stage, done, total)
         if stage != self.stage:
             self._sample()
+            if self.log is not None:  # a line per finished stage, so that a killed run keeps its figures
+                with open(self.log, "a") as f:
+                    f.write(json.dumps({"stage": self.stage, **self.peaks[_stage_key(self.stage)]}) + "\n")
             self.stage = stage
             self._sample()
 
@@ -103,7 +106,7 @@ def main() -> None:
     opts = Int8Options(samples=1, steps=args.steps, gate_samples=1, force=True, height=args.size, width=args.size,
                        min_psnr=0, min_ssim=0, max_step_error=1.0)
     t = time.perf_counter()
-    with RssSampler(echo=printed("  ")) as sampler:
+    with RssSampler(echo=printed("  "), log=out.with_suffix(".stages.jsonl")) as sampler:
         export_stable_diffusion(src, art, int8=opts, progress=sampler.progress)
     seconds = time.perf_counter() - t
     weights = unet_weight_bytes(art / "unet.onnx")
