@@ -74,8 +74,8 @@ def _stage_key(stage: str) -> str:
 
 
 def unet_weight_bytes(onnx_path: Path) -> int:
+    """FP32 bytes of the model's initializers (4 per element), read from the graph, not the data."""
     import onnx
-    from onnx import numpy_helper  # noqa: F401 (external data is read by size only)
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     total = 0

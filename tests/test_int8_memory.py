@@ -89,22 +89,26 @@ def _scratch(root):
     return [p for p in root.rglob(".int8-feeds-*")]
 
 
-def test_every_stage_reports_counts_and_the_staged_feeds_are_removed(tiny_sd_artifact, tmp_path):
+def test_every_stage_reports_counts_and_the_staged_feeds_are_removed(tiny_sd_dir, tmp_path):
+    """export --int8 end to end on the tiny SD: each counted stage ends at its total (the CLI's bar
+    then has an ETA), and the feeds staged on disk while quantizing are gone afterwards."""
+    from edgegen.export import export_stable_diffusion
+
     seen, scratch_seen = [], []
 
     def progress(stage, done=0, total=None):
         seen.append((stage, done, total))
         scratch_seen.extend(p for p in _scratch(tmp_path) if any(p.rglob("*.npy")))
 
-    out = quantize(tiny_sd_artifact, tmp_path / "q", options=Int8Options(**FAST, min_psnr=0, min_ssim=0,
-                                                                        max_step_error=1.0), progress=progress)
+    out = export_stable_diffusion(tiny_sd_dir, tmp_path / "q", progress=progress,
+                                  int8=Int8Options(**FAST, min_psnr=0, min_ssim=0, max_step_error=1.0))
     assert scratch_seen, "the calibration feeds were not streamed into the staging directory"
     assert not _scratch(tmp_path) and sorted(p.name for p in tmp_path.iterdir()) == ["q"]
     counted = {}
     for stage, done, total in seen:
         if total is not None:
             counted.setdefault(stage, set()).add((done, total))
-    expected = ["calibration: recording FP32 trajectories", "FP32 reference for the quality gate",
+    expected = ["export: components", "calibration: recording FP32 trajectories", "FP32 reference for the quality gate",
                 "quantizing with NNCF", "unet: NNCF: collecting statistics", "text_encoder: NNCF: collecting statistics",
                 "quality gate: INT8 pipeline on the gate samples", "quality gate: per-step U-Net error",
                 "int8: quality gate (up to", "speed gate"]
@@ -119,6 +123,13 @@ def test_every_stage_reports_counts_and_the_staged_feeds_are_removed(tiny_sd_art
 
 
 def test_a_failed_gate_leaves_no_staged_feeds(tiny_sd_artifact, tmp_path):
+    seen = []
+
+    def progress(stage, done=0, total=None):
+        seen.extend(_scratch(tmp_path))
+
     with pytest.raises(QualityGateError):
-        quantize(tiny_sd_artifact, tmp_path / "q", options=Int8Options(**FAST, min_psnr=200, max_rounds=0))
-    assert list(tmp_path.iterdir()) == []
+        quantize(tiny_sd_artifact, tmp_path / "q", options=Int8Options(**FAST, min_psnr=200, max_rounds=0),
+                 progress=progress)
+    assert seen and not _scratch(tmp_path) and not (tmp_path / "q").exists()
+    assert not [p for p in tmp_path.iterdir() if not p.name.endswith(".lock")]

@@ -293,29 +293,39 @@ class _Exporter:
         return entry, record
 
 
-
 def _export_components(exporter: _Exporter, components: tuple[str, ...], vae, tiny=None) -> dict:
     """The manifest entries of the exported components (text encoder, U-Net, VAE decoder, VAE encoder,
-    tiny VAE decoder in order), and ``tiny_decoder`` -> its record when ``tiny`` (an AutoencoderTiny) is given."""
+    tiny VAE decoder in order), and ``tiny_decoder`` -> its record when ``tiny`` (an AutoencoderTiny) is
+    given; ``("export: components ...", done, total)`` after each, for the progress bar's ETA."""
     from transformers import CLIPTextModel
 
-    entries = {}
+    entries, stage = {}, "export: components (traced to ONNX and gated)"
+    count, total = [0], len(components) + (tiny is not None)
+    exporter.report(stage, 0, total)
+
+    def done(name: str, entry: dict) -> None:
+        entries[name] = entry
+        count[0] += 1
+        exporter.report(stage, count[0], total)
+
     if "text_encoder" in components or "unet" in components:
         text_encoder = _from_pretrained(CLIPTextModel.from_pretrained, exporter.source, "text_encoder").float().eval()
         exporter.hidden = int(text_encoder.config.hidden_size)
         exporter.max_length = int(text_encoder.config.max_position_embeddings)
         if "text_encoder" in components:
-            entries["text_encoder"] = exporter.text_encoder(text_encoder)
+            done("text_encoder", exporter.text_encoder(text_encoder))
+        del text_encoder  # not resident while the U-Net is exported
     if "unet" in components:
-        entries["unet"] = exporter.unet()
+        done("unet", exporter.unet())
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     size = exporter.sample_size or int(vae.config.sample_size) // scale
     if "vae_decoder" in components:
-        entries["vae_decoder"] = exporter.vae_decoder(vae, size)
+        done("vae_decoder", exporter.vae_decoder(vae, size))
     if "vae_encoder" in components:
-        entries["vae_encoder"] = exporter.vae_encoder(vae, size, scale)
+        done("vae_encoder", exporter.vae_encoder(vae, size, scale))
     if tiny is not None:
-        entries[TINY_DECODER], entries["tiny_decoder"] = exporter.vae_decoder_tiny(tiny, vae, size)
+        entry, entries["tiny_decoder"] = exporter.vae_decoder_tiny(tiny, vae, size)
+        done(TINY_DECODER, entry)
     return entries
 
 
@@ -390,7 +400,7 @@ def export_stable_diffusion(source: str | Path, out: str | Path, *, components: 
             add_openvino_ir(Artifact.staged(staging, manifest), atol=atol, rtol=rtol, seed=seed, progress=progress)
         if int8 is not None:
             from ..calibration.int8 import quantize_artifact
-            del vae  # no torch weights stay resident while quantizing
+            del vae, tiny  # no torch weights stay resident while quantizing
             gc.collect()
             quantize_artifact(staging, manifest, int8, progress=progress)
     return Path(out)
