@@ -43,7 +43,7 @@ class StepsRow:
 
 @dataclass(frozen=True)
 class StepsToQuality:
-    """A results file: ``samples`` per setting (the most any row has), CFG ``guidance_scale``, rows."""
+    """A results file: ``samples`` per setting (the fewest any row has), CFG ``guidance_scale``, rows."""
 
     samples: int
     guidance_scale: float
@@ -81,7 +81,7 @@ def read(path: str | Path) -> StepsToQuality:
         values = {k: _field(row, k, kind, path, f"rows[{i}].") for k, kind in _FIELDS.items()}
         own = _field(row, "samples", int, path, f"rows[{i}].") if isinstance(row, dict) and "samples" in row else samples
         parsed.append(StepsRow(samples=own, **values))
-    return StepsToQuality(samples=samples, guidance_scale=guidance, rows=tuple(parsed))
+    return StepsToQuality(samples=min(r.samples for r in parsed), guidance_scale=guidance, rows=tuple(parsed))
 
 
 def _field(data, key: str, kind: type, path, where: str = ""):
@@ -107,7 +107,8 @@ def _groups(data: StepsToQuality) -> tuple[dict, dict]:
 def plot(data: StepsToQuality) -> bytes:
     """A PNG (two panels: agreement in %, Fréchet distance to real on a log axis, against steps).
 
-    Lines: one per (sampler, sigmas) run at several step counts (the first seed at each count).
+    Lines: one per (sampler, sigmas) run at several step counts (the first seed at each count);
+    the distance axis is logarithmic when its values span more than 5x.
     Bands: a setting run at one step count, spanning its seeds' values. Agreement points far
     below the bands are drawn on the axis's lower edge, labelled with their value.
     """
@@ -121,7 +122,7 @@ def plot(data: StepsToQuality) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     drawn = []
     for ax, key, label in ((axes[0], "agreement", "classified as requested (%)"),
-                           (axes[1], "fd_real", "Fréchet distance to real (log)")):
+                           (axes[1], "fd_real", "Fréchet distance to real")):
         scale = 100.0 if key == "agreement" else 1.0
         _draw_bands(ax, bands, key, scale)
         for (sampler, sigmas), rows in lines.items():
@@ -133,11 +134,14 @@ def plot(data: StepsToQuality) -> bytes:
         ax.set_ylabel(label)
         ax.set_xticks(sorted({r.steps for rows in lines.values() for r in rows}))
         ax.grid(alpha=0.3)
-    axes[1].set_yscale("log")
-    axes[1].yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    axes[1].yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "2356" else ""))
+    fds = [r.fd_real for r in data.rows]
+    if max(fds) > 5 * min(fds):  # a failed setting would flatten the rest
+        axes[1].set_yscale("log")
+        axes[1].yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axes[1].yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+            lambda v, _: f"{v:g}" if str(v)[0] in "2356" else ""))
     _clip_low(axes[0], [line for line in drawn if line.axes is axes[0]], bands)
-    axes[0].legend(fontsize=8, loc="lower right")
+    axes[0].legend(fontsize=8, loc="best")
     fig.suptitle(f"Steps to quality: {data.samples} samples per setting, guidance {data.guidance_scale:g}", fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
