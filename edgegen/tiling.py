@@ -110,3 +110,37 @@ def decode_tiled(decode: Decode, latents: np.ndarray, *, tile_size: int, scale_f
             weight[py, px] += mask
     out /= weight
     return out
+
+
+def choose_tile_size(latent_shape: tuple[int, int, int, int], *, scale_factor: int, out_channels: int,
+                     bytes_per_latent: float, available: int, min_tile: int = 128) -> tuple[int | None, int]:
+    """The largest tile whose decode fits in ``available`` bytes, halving from the whole image.
+
+    Args:
+        latent_shape: (B, C, h, w) of the latents to decode.
+        scale_factor: f, pixels per latent.
+        out_channels: the decoder's image channels (the blended image and its weights span the
+            whole image when tiled: ``4 * B * (2 * out_channels + 1) * H * W`` bytes with the
+            [0, 1] copy).
+        bytes_per_latent: activation bytes the decoder needs per latent pixel of one image (from
+            :func:`edgegen.runtimes.openvino.activation_estimate`, linear in the area for a
+            convolutional decoder).
+        available: bytes the decode may use above what is resident.
+        min_tile: the smallest tile offered, in pixels (smaller tiles are mostly overlap).
+    Returns:
+        (None, bytes) when the whole image fits, else (tile size in pixels, a multiple of
+        ``scale_factor``, bytes it needs); ``min_tile`` (rounded up to ``scale_factor``) with its
+        need when even that does not fit, so the caller can say by how much.
+    """
+    b, _, h, w = latent_shape
+    whole = int(bytes_per_latent * b * h * w)
+    if whole <= available:
+        return None, whole
+    image = 4 * b * (2 * out_channels + 1) * h * w * scale_factor ** 2
+    smallest = -(-max(min_tile, scale_factor) // scale_factor)  # latents
+    tile = max(h, w)
+    while True:
+        tile = max(tile // 2, smallest)
+        need = int(bytes_per_latent * b * min(tile, h) * min(tile, w)) + image
+        if need <= available or tile == smallest:
+            return tile * scale_factor, need

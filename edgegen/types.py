@@ -43,6 +43,14 @@ class ComputeHint(str, Enum):
     f32, bf16 = "f32", "bf16"
 
 
+class MemoryMode(str, Enum):
+    """How a pipeline holds its components (``Pipeline.load(memory=)``, ``edgegen run --memory``):
+    ``default`` loads every one at load time and keeps them (the fastest); ``low`` loads each when its
+    stage starts and frees it when the stage ends, so the peak is the largest stage, not the sum."""
+
+    default, low = "default", "low"
+
+
 class PredictionType(str, Enum):
     """What a diffusion U-Net predicts (diffusers ``prediction_type``): the noise, v (Salimans &
     Ho 2022) or the clean sample x0."""

@@ -15,7 +15,7 @@ from ..images import grid, to_uint8
 from .steps import StepsToQuality, plot as plot_steps
 
 UNITS = {"load_s": "s", "first_run_s": "s", "seconds_per_image": "s/image", "images_per_second": "images/s",
-         "peak_rss_mb": "MiB", "size_mb": "MiB", "outside_share": "fraction of wall time",
+         "peak_rss_mb": "MiB", "largest_stage_mb": "MiB", "largest_component_mb": "MiB", "size_mb": "MiB", "outside_share": "fraction of wall time",
          "engine_sum_ratio": "wall time / sum of engine time", "engines.seconds_per_image": "s/image",
          "quality.psnr_db": "dB vs FP32 on the same noise", "quality.ssim": "SSIM vs FP32 (0..1)",
          "decoders.*.decode_s_per_image": "s/image in the decoder engine",
@@ -26,8 +26,9 @@ UNITS = {"load_s": "s", "first_run_s": "s", "seconds_per_image": "s/image", "ima
 
 
 def _label(row: dict) -> str:
-    shapes = row.get("shapes", "auto")
-    return f"{row['name']} · {row['backend']} · {row['precision']}" + ("" if shapes == "auto" else f" · {shapes}")
+    shapes, memory = row.get("shapes", "auto"), row.get("memory", "default")
+    return (f"{row['name']} · {row['backend']} · {row['precision']}" + ("" if shapes == "auto" else f" · {shapes}")
+            + ("" if memory == "default" else f" · {memory} memory"))
 
 
 def _png(array: np.ndarray) -> str:
@@ -66,18 +67,28 @@ def _plot(rows: list[dict]) -> str:
 
 def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     head = ["configuration", "s/image (median)", "p90", "images/s", "load s", "first run s", "outside engines",
-            "peak RSS MiB", "size MiB", "PSNR dB", "SSIM", "classifier conf.", "FD vs FP32", "time ratio"]
+            "peak RSS MiB", "largest stage MiB", "size MiB", "PSNR dB", "SSIM", "classifier conf.", "FD vs FP32", "time ratio"]
     body = []
     for r in rows:
         q, c = r.get("quality", {}), r.get("classifier", {})
         body.append([_label(r), f"{r['seconds_per_image']['median']:.4f}", f"{r['seconds_per_image']['p90']:.4f}",
                      f"{r['images_per_second']:.2f}", f"{r['load_s']:.2f}", f"{r['first_run_s']:.3f}",
-                     f"{100 * r['outside_share']:.2f}%", f"{r['peak_rss_mb']:.0f}", f"{r['size_mb']:.1f}",
+                     f"{100 * r['outside_share']:.2f}%", f"{r['peak_rss_mb']:.0f}",
+                     _stage(r), f"{r['size_mb']:.1f}",
                      f"{q['psnr_db']['median']:.2f}" if q else "", f"{q['ssim']['mean']:.4f}" if q else "",
                      f"{c['mean_confidence']:.3f}" if c else "",
                      f"{c['frechet_distance_vs_fp32']:.3f}" if "frechet_distance_vs_fp32" in c else "",
                      f"{r['ratio_vs_first']['seconds_per_image']:.3f}"])
     return head, body
+
+
+def _stage(row: dict) -> str:
+    """Low memory: the largest stage (weights + activations) and which; default: the largest component."""
+    if row.get("largest_stage_mb") is not None:
+        return f"{row['largest_stage_mb']:.0f} ({row['largest_stage']})"
+    if row.get("largest_component_mb") is not None:
+        return f"component {row['largest_component']} {row['largest_component_mb']:.0f}"
+    return ""
 
 
 def _decoder_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:

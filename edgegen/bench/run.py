@@ -33,6 +33,7 @@ class BenchOptions:
         num_images: images per generation (the quality comparison uses them all).
         metric_model: optional classifier ONNX: input images (N, C, H, W) in [0, 1]; output 0
             logits or log-probabilities, output 1 (optional) features for the Fréchet distance.
+        memory: memory modes (:class:`edgegen.types.MemoryMode`), each measured per backend and precision.
     """
 
     backends: tuple[str, ...] = ("openvino",)
@@ -49,6 +50,7 @@ class BenchOptions:
     height: int | None = None
     width: int | None = None
     metric_model: Path | None = None
+    memory: tuple[str, ...] = ("default",)
 
 
 def machine() -> dict:
@@ -84,35 +86,36 @@ def _size_mb(art: Artifact, precision: str, backend: str) -> float:
 
 
 def _configs(art: Artifact, opts: BenchOptions) -> list[tuple[str, str, str]]:
-    """(backend, precision, shapes) of every row for this artifact."""
+    """(backend, precision, shapes, memory) of every row for this artifact."""
     configs = []
     for backend in opts.backends:
         precisions = opts.precisions or ("fp32", *[p for p in ("int8",) if any(
             art.has_variant(n, p, backend) for n in art.spec.components)])
         modes = opts.shapes if backend == "openvino" else ("auto",)
-        configs += [(backend, p, m) for p in precisions for m in modes]
+        configs += [(backend, p, m, memory) for p in precisions for m in modes for memory in opts.memory]
     return configs
 
 
-def _measure(art: Artifact, config: tuple[str, str, str], opts: BenchOptions, stem: Path) -> tuple[dict, np.ndarray]:
+def _measure(art: Artifact, config: tuple[str, str, str, str], opts: BenchOptions,
+             stem: Path) -> tuple[dict, np.ndarray]:
     """Run one configuration in a fresh worker process; returns its figures and its last images.
 
     A fresh interpreter (``python -m edgegen.bench.worker``), never a fork of this process, so
     nothing loaded here (torch, other engines) counts in the worker's memory; the worker reports
     its own peak (see :mod:`edgegen.bench.worker`). ``stem``: where its files go (+ .json, .npy).
     """
-    backend, precision, shapes = config
+    backend, precision, shapes, memory = config
     cfg = {"artifact": str(art.path), "backend": backend, "precision": precision, "shapes": shapes, "steps": opts.steps,
            "runs": opts.runs, "warmup": opts.warmup, "seed": opts.seed, "num_images": opts.num_images,
            "prompt": opts.prompt, "guidance_scale": opts.guidance_scale, "sampler": opts.sampler,
-           "height": opts.height, "width": opts.width,
+           "height": opts.height, "width": opts.width, "memory": memory,
            "images_out": str(stem.with_suffix(".npy")), "result_out": str(stem.with_suffix(".json"))}
     cfg_path = stem.with_suffix(".cfg.json")
     cfg_path.write_text(json.dumps(cfg))
     proc = subprocess.run(worker_command(cfg_path), capture_output=True, text=True)
     if proc.returncode != 0:
         last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit status {proc.returncode}"
-        raise EdgegenError(f"bench of '{art.path}' on {backend} {precision} (shapes {shapes}) failed: {last}")
+        raise EdgegenError(f"bench of '{art.path}' on {backend} {precision} (shapes {shapes}, {memory} memory) failed: {last}")
     figures = json.loads(Path(cfg["result_out"]).read_text())
     tiny = Path(cfg["images_out"]).with_suffix(".tiny.npy")
     if tiny.is_file():
@@ -155,11 +158,11 @@ def bench(artifacts: Sequence[str | Path], opts: BenchOptions = BenchOptions(), 
     plan = [(art, config) for art in arts for config in _configs(art, opts)]
     results, references = [], {}
     with tempfile.TemporaryDirectory() as scratch:
-        for done, (art, (backend, precision, shapes)) in enumerate(plan):
-            report(f"bench: {art.path.name} {backend} {precision} shapes {shapes}", 0, None)
+        for done, (art, (backend, precision, shapes, memory)) in enumerate(plan):
+            report(f"bench: {art.path.name} {backend} {precision} shapes {shapes} {memory} memory", 0, None)
             report("bench", done, len(plan))
-            figures, images = _measure(art, (backend, precision, shapes), opts,
-                                       Path(scratch) / f"{done}-{backend}-{precision}-{shapes}")
+            figures, images = _measure(art, (backend, precision, shapes, memory), opts,
+                                       Path(scratch) / f"{done}-{backend}-{precision}-{shapes}-{memory}")
             if precision == "fp32":
                 references.setdefault(str(art.path), images)
             results.append({"artifact": str(art.path), "name": art.path.name, "family": art.family,

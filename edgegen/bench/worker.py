@@ -15,7 +15,6 @@ every configuration inside ``edgegen demo``, against 104-123 MiB measured alone)
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -39,15 +38,11 @@ def _generate(pipe, cfg: dict, seed: int, decoder: str = "full"):
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set size in MiB (see the module docstring for why not ru_maxrss)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    """This process's peak resident set size in MiB (:func:`edgegen.memory.peak_rss_bytes`; the module
+    docstring says why not ru_maxrss)."""
+    from ..memory import peak_rss_bytes
+
+    return peak_rss_bytes() / 2**20
 
 
 def _decoders(pipe, cfg: dict, full: list) -> dict:
@@ -76,14 +71,16 @@ def measure(cfg: dict) -> dict:
 
     Returns the figures of one report row: seconds (load, first run, per image: median, p90,
     every run), images per second, per-engine seconds per image and calls, the share of wall
-    time outside engines, component precisions and ``peak_rss_mb`` (MiB, :func:`peak_rss_mib`);
+    time outside engines, component precisions, ``peak_rss_mb`` (MiB, :func:`peak_rss_mib`), the
+    memory mode, and the largest component / largest stage (MiB; :func:`edgegen.pipelines.base.memory_report`);
     with a tiny decoder, ``decoders`` (:func:`_decoders`), measured after the peak RSS.
     """
     from ..pipelines import Pipeline
+    from ..pipelines.base import memory_report
 
     start = time.perf_counter()
     pipe = Pipeline.load(cfg["artifact"], backend=cfg["backend"], precision=cfg["precision"],
-                         shapes=cfg.get("shapes", "auto"))
+                         shapes=cfg.get("shapes", "auto"), memory=cfg.get("memory", "default"))
     load_s = time.perf_counter() - start
     first = _generate(pipe, cfg, cfg["seed"])
     runs = []
@@ -97,7 +94,8 @@ def measure(cfg: dict) -> dict:
                                                               for r in runs])),
                       "calls_per_run": runs[0].timings["engines"][name]["calls"]}
                for name in runs[0].timings["engines"]}
-    precisions = {name: e.engine.precision for name, e in pipe.engines.items()}
+    precisions = {name: e.precision for name, e in pipe.engines.items()}
+    memory = memory_report(pipe.engines)
     return {
         "load_s": load_s,
         "first_run_s": first.timings["total_s"],
@@ -109,6 +107,11 @@ def measure(cfg: dict) -> dict:
         "engine_sum_ratio": float(np.median([r.timings["total_s"] / r.timings["engine_s"] for r in runs])),
         "component_precision": precisions,
         "peak_rss_mb": peak_rss_mib(),
+        "memory": pipe.memory.value,
+        "largest_component": memory.component[0] if memory.component else None,
+        "largest_component_mb": memory.component[1] / 2**20 if memory.component else None,
+        "largest_stage": memory.stage[0] if memory.stage else None,
+        "largest_stage_mb": memory.stage[1] / 2**20 if memory.stage else None,
         **({"decoders": _decoders(pipe, cfg, runs or [first])} if TINY in pipe.engines else {}),
     }
 

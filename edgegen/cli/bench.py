@@ -7,7 +7,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from ..types import ShapeMode
+from ..types import MemoryMode, ShapeMode
 from .common import Backend, progress_bar, reported, require_extras, stdout
 
 
@@ -24,6 +24,7 @@ def bench(
     width: Annotated[Optional[int], typer.Option(help="SD / VAE image width.")] = None,
     metric_model: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Classifier ONNX for confidence and Fréchet distance.")] = None,
     steps_to_quality: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="A steps-to-quality results JSON (benchmarks/steps_to_quality.py) to plot in the report.")] = None,
+    memory: Annotated[Optional[List[MemoryMode]], typer.Option(help="Memory mode(s) to measure (repeatable): default, low.")] = None,
     out: Annotated[Path, typer.Option("--out", help="Directory for report.json / .md / .html.")] = Path("bench-report"),
     json_only: Annotated[bool, typer.Option("--json", help="Print only the JSON report.")] = False,
 ) -> None:
@@ -39,7 +40,8 @@ def bench(
         opts = BenchOptions(backends=tuple(b.value for b in backend) if backend else (default_backend(),),
                             steps=steps, runs=runs, warmup=warmup, num_images=num_images, seed=seed, height=height,
                             width=width, metric_model=metric_model,
-                            shapes=tuple(m.value for m in shapes) if shapes else ("auto",))
+                            shapes=tuple(m.value for m in shapes) if shapes else ("auto",),
+                            memory=tuple(m.value for m in memory) if memory else ("default",))
         if json_only:
             report = run_bench(artifacts, opts)
         else:

@@ -16,7 +16,7 @@ import numpy as np
 import typer
 
 from ..errors import EdgegenError, EngineInputError, InputError, NonFiniteError
-from ..types import Decoder, Sampler, ShapeMode, SigmaSchedule
+from ..types import Decoder, MemoryMode, Sampler, ShapeMode, SigmaSchedule
 from .common import Backend, parse_range, progress_bar, reported, stdout
 
 MAX_IMAGES = 100_000  # per run; more is a typo (1e12 images would fill the disk long before it ends)
@@ -60,6 +60,8 @@ def run(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per engine batch.")] = 64,
     device: Annotated[Optional[str], typer.Option(help="Backend device: CPU (OpenVINO); cpu, cuda or tensorrt (ONNX Runtime execution provider).")] = None,
     shapes: Annotated[ShapeMode, typer.Option(help="OpenVINO: compile each call's exact shapes (static), once for any (dynamic), or as measured faster per component (auto); see docs/memory.md.")] = ShapeMode.auto,
+    memory: Annotated[MemoryMode, typer.Option(help="default: every component loaded at once (fastest); low: each loaded for its stage and freed after (peak = the largest stage), every batch loads again.")] = MemoryMode.default,
+    memory_budget: Annotated[Optional[float], typer.Option(min=0.01, help="GiB of process memory a VAE decode may reach before it is tiled automatically; default: low mode the U-Net stage's peak, default mode what the machine has available.")] = None,
     prompts: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="With --ray: a file of prompts (class-conditional models: labels), one request per line, seeds --seed + line number.")] = None,
     jobs: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="With --ray: a JSONL file of requests (the fields of POST /v1/images/generations).")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Run --prompts / --jobs as a resumable Ray job: PNGs plus index.jsonl in --out (needs the serve extra).")] = False,
@@ -83,15 +85,27 @@ def run(
 
         array, interval = _checked(Artifact.load(artifact), o)
         pipe = Pipeline.load(artifact, backend=o.backend_name, precision=o.precision_name, device=device,
-                             shapes=shapes.value)
+                             shapes=shapes.value, memory=memory.value,
+                             memory_budget=None if memory_budget is None else int(memory_budget * 2**30))
         batches = [(0, array.shape[0])] if array is not None else [
             (i, min(batch_size, o.num_images - i)) for i in range(0, o.num_images, batch_size)]
         preview = _previewer(pipe, o.preview_every, out) if o.preview_every else None
-        written, total, engine = _generate(_caller(pipe, o, array, interval), batches, o.steps, out,
+        written, total, engine, info = _generate(_caller(pipe, o, array, interval), batches, o.steps, out,
                                            diffusion=not isinstance(pipe, DecoderPipeline), preview=preview)
         stdout(f"wrote {len(written)} image(s) to {out} in {total:.2f} s "
                f"({100 * (total - engine) / max(total, 1e-9):.1f}% outside engines, backend {pipe.backend}, "
                f"precision {pipe.precision})")
+        stdout(_memory_line(pipe, info))
+
+
+def _memory_line(pipe, info: dict) -> str:
+    """The run's peak memory line, and the tiling an automatic choice made (from the last batch's info)."""
+    from ..pipelines.base import memory_report
+
+    line = f"{memory_report(pipe.engines).line()}; memory mode {pipe.memory.value}"
+    if info.get("tile_size") and info.get("tile_reason") != "given":
+        line += f"\ndecoded in tiles of {info['tile_size']} px ({info['tile_reason']})"
+    return line
 
 
 def _checked(art, o: SimpleNamespace) -> tuple[Optional[np.ndarray], Optional[tuple[float, float]]]:
@@ -174,11 +188,11 @@ def _previewer(pipe, every: int, out: Path):
 
 def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, diffusion: bool, preview=None):
     """Run the batches, each written as soon as it is done and found finite; returns
-    (paths, total seconds, engine seconds). Diffusion steps are drawn with :func:`progress_bar`;
-    ``preview(step, x0, first image number)`` is called after each step when given."""
+    (paths, total seconds, engine seconds, the last batch's info). Diffusion steps are drawn with
+    :func:`progress_bar`; ``preview(step, x0, first image number)`` is called after each step when given."""
     from ..runtimes.base import nonfinite_detail
 
-    written, total, engine, done = [], 0.0, 0.0, [0]
+    written, total, engine, done, info = [], 0.0, 0.0, [0], {}
     # NaN / Inf are reported once, as a NonFiniteError naming where; numpy's warnings would be noise.
     with progress_bar() as report, np.errstate(all="ignore"):
         for start, count in batches:
@@ -202,7 +216,8 @@ def _generate(call, batches: list[tuple[int, int]], steps: int, out: Path, *, di
             written += result.save(out, start=len(written))  # image-0000.png ... across batches, as the API names them
             total += result.timings["total_s"]
             engine += result.timings["engine_s"]
-    return written, total, engine
+            info = result.info
+    return written, total, engine, info
 
 
 def _condition(pipe, prompt: Optional[str], class_label: Optional[int]) -> tuple[Optional[str], Optional[int]]:
@@ -433,13 +448,9 @@ def _check_batch(array: np.ndarray, flag: str, num_images: int | None) -> int:
 
 def _available_memory() -> int | None:
     """Bytes the kernel says can be allocated without swapping (MemAvailable), None where unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    from ..memory import available_memory
+
+    return available_memory()
 
 
 def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | None,

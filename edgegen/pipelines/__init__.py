@@ -26,7 +26,8 @@ class Pipeline:
     @staticmethod
     def load(path: str | Path, *, backend: str | None = None, precision: str | None = None,
              device: str | None = None, engine_hook: EngineHook | None = None,
-             compute: str | None = None, shapes: str = "auto") -> DiffusionPipeline | DecoderPipeline:
+             compute: str | None = None, shapes: str = "auto", memory: str = "default",
+             memory_budget: int | None = None) -> DiffusionPipeline | DecoderPipeline:
         """Load an artifact directory.
 
         Args:
@@ -36,7 +37,13 @@ class Pipeline:
             compute: how FP32 files compute: None / "f32" exactly, "bf16" in BF16 (OpenVINO;
                 measure it: faster only on CPUs with BF16 units).
             engine_hook: wraps every engine as it is loaded, ``hook(component, engine) -> engine``
-                (e.g. :class:`edgegen.calibration.record.FeedRecorder`).
+                (e.g. :class:`edgegen.calibration.record.FeedRecorder`); in low-memory mode at every load.
+            memory: "default" (every component loaded now and kept: the fastest) or "low" (each
+                loaded when its stage starts and freed when it ends; the peak is the largest stage
+                plus its activations; every call loads again), :class:`edgegen.types.MemoryMode`.
+            memory_budget: bytes of process RSS a VAE decode may reach before it is tiled
+                automatically; None: low mode the peak of the stages before the decode, default mode
+                RSS + MemAvailable (:mod:`edgegen.pipelines.budget`).
             shapes: OpenVINO compiles for each call's exact shapes ("static", compiled at the first
                 call with them, kept per shape, cheap again through the model cache), once for any
                 shape ("dynamic"), or per component as measured faster ("auto");
@@ -47,4 +54,4 @@ class Pipeline:
         artifact = Artifact.load(path)
         cls = DiffusionPipeline if artifact.family in ("stable-diffusion", "unet") else DecoderPipeline
         return cls(artifact, backend=backend, precision=precision, device=device, engine_hook=engine_hook,
-                   compute=compute, shapes=shapes)
+                   compute=compute, shapes=shapes, memory=memory, memory_budget=memory_budget)

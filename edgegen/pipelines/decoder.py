@@ -11,7 +11,9 @@ from ..errors import EngineInputError, InputError, NonFiniteError
 from ..images import to_unit_range
 from ..runtimes.base import nonfinite_detail
 from ..tiling import check_tile_size, decode_tiled
-from .base import EngineHook, Generation, load_components, reset, timings
+from ..types import MemoryMode
+from .base import EngineHook, Generation, load_components, memory_mode, reset, timings
+from .budget import auto_tile, decode_budget
 
 
 def check_latents(value: np.ndarray, expected: tuple[int | None, ...], name: str = "latents",
@@ -44,20 +46,27 @@ def check_latents(value: np.ndarray, expected: tuple[int | None, ...], name: str
 class DecoderPipeline:
     """Run a ``generator`` or ``vae-decoder`` artifact.
 
-    Latents are drawn N(0, I) from ``numpy.random.default_rng(seed)`` unless given.
+    Latents are drawn N(0, I) from ``numpy.random.default_rng(seed)`` unless given. ``memory="low"``
+    loads the engine at each call and frees it after (see :class:`DiffusionPipeline`); a VAE decode
+    is tiled automatically when the whole image would not fit ``memory_budget`` (bytes of process
+    RSS; default: what the machine has available).
     """
 
     def __init__(self, artifact: Artifact, *, backend: str | None = None, precision: str | None = None,
                  device: str | None = None, engine_hook: EngineHook | None = None, compute: str | None = None,
-                 shapes: str = "auto"):
+                 shapes: str = "auto", memory: str = "default", memory_budget: int | None = None):
+        from .diffusion import check_budget
+
         self.artifact = artifact
+        self.memory, self.memory_budget = memory_mode(memory), check_budget(memory_budget)
         self.component = "generator" if artifact.family == "generator" else "vae_decoder"
         self.engines = load_components(artifact, [self.component], backend=backend, precision=precision, device=device,
-                                       engine_hook=engine_hook, compute=compute, shapes=shapes)
+                                       engine_hook=engine_hook, compute=compute, shapes=shapes,
+                                       memory=self.memory.value)
         self.engine = self.engines[self.component]
-        self.backend = self.engine.engine.backend
-        self.precision = self.engine.engine.precision
-        self.input_name = self.engine.inputs[0].name
+        self.backend = self.engine.backend
+        self.precision = self.engine.precision
+        self.input_name = artifact.spec.components[self.component].inputs[0].name
         self.output_range = artifact.spec.image.output_range
         self.latent = artifact.spec.latent
 
@@ -112,15 +121,37 @@ class DecoderPipeline:
         scaling = float(self.latent.scaling_factor)
         if scaling != 1.0:
             latents = latents / np.float32(scaling)
-        images = to_unit_range(self._decode(latents, tile_size), self.output_range)
         info = {"model": self.artifact.family, "seed": seed, "backend": self.backend, "precision": self.precision}
+        try:
+            images = to_unit_range(self._decode(latents, tile_size, info), self.output_range)
+        finally:
+            if self.memory is MemoryMode.low:
+                self.engine.release()
         return Generation(images, info, timings(self.engines, start))
 
-    def _decode(self, latents: np.ndarray, tile_size: int | None) -> np.ndarray:
-        """(B, C, h, w) scaled latents -> the engine's (B, C_out, H, W) output, whole or in tiles."""
+    def _decode(self, latents: np.ndarray, tile_size: int | None, info: dict) -> np.ndarray:
+        """(B, C, h, w) scaled latents -> the engine's (B, C_out, H, W) output, whole or in tiles
+        (of ``tile_size``, or as the memory budget asks for a VAE decoder; recorded in ``info``)."""
         def decode(x: np.ndarray) -> np.ndarray:
             return next(iter(self.engine({self.input_name: x}).values()))
 
+        if tile_size is None and self.component == "vae_decoder":
+            tile_size = self._auto_tile(latents.shape, info)
+        elif tile_size is not None:
+            info.update(tile_size=tile_size, tile_reason="given")
         if tile_size is None:
             return decode(latents)
         return decode_tiled(decode, latents, tile_size=tile_size, scale_factor=self.latent.scale_factor or 8)
+
+    def _auto_tile(self, shape: tuple[int, ...], info: dict) -> int | None:
+        """The tile size the memory budget asks for (None: whole), with why in ``info``."""
+        image, f = self.artifact.spec.image, self.latent.scale_factor or 8
+        own = shape[0] == 1 and (shape[2] * f, shape[3] * f) == (image.height, image.width)
+        self.engine.engine  # loaded first: its weights count in what is resident
+        budget, source = decode_budget(self.memory, self.memory_budget, own_size=own)
+        tile, why = auto_tile(self.artifact.component_path(self.component), shape, tensor=self.input_name,
+                              scale_factor=f, out_channels=image.channels or 3, budget=budget, source=source,
+                              fused_attention=self.backend == "openvino")
+        if budget is not None:
+            info.update(why)
+        return tile

@@ -27,8 +27,9 @@ from ..runtimes.base import check_finite
 from ..samplers import Noise, SamplingPlan, gaussian_noise
 from ..tiling import check_tile_size, decode_tiled
 from ..tokenizer import ClipTokenizer
-from ..types import Decoder, parse_enum
-from .base import EngineHook, Generation, load_components, reset, timings
+from ..types import Decoder, MemoryMode, parse_enum
+from .base import EngineHook, Generation, load_components, memory_mode, reset, timings
+from .budget import auto_tile, decode_budget
 
 TINY_DECODER = "vae_decoder_tiny"  # the component `edgegen export --tiny-vae` adds
 
@@ -50,32 +51,41 @@ class DiffusionPipeline:
     diffusers' order: img2img's latent sample from the VAE encoder's distribution, the initial
     latents (unless ``init_noise`` is given), then every ancestral-sampler noise.
 
+    Memory (``memory=``, :class:`edgegen.types.MemoryMode`): "default" loads every component at
+    construction and keeps them (the fastest); "low" loads each when its stage starts (text
+    encoder, then U-Net, then VAE decoder) and frees it when the stage ends, so the process peaks at
+    the largest stage instead of the sum; every call loads its components again (the OpenVINO model
+    cache makes those loads cheaper). A Stable Diffusion decode is tiled automatically when the
+    whole image would not fit the budget (:mod:`edgegen.pipelines.budget`).
+
     Attributes:
         class_names: class-conditional U-Nets: the name of each class label (index = label), else None.
+        memory: the :class:`~edgegen.types.MemoryMode`; memory_budget: bytes or None.
     """
 
     def __init__(self, artifact: Artifact, *, backend: str | None = None, precision: str | None = None,
                  device: str | None = None, engine_hook: EngineHook | None = None, compute: str | None = None,
-                 shapes: str = "auto"):
+                 shapes: str = "auto", memory: str = "default", memory_budget: int | None = None):
         spec = artifact.spec
         self.artifact = artifact
+        self.memory, self.memory_budget = memory_mode(memory), check_budget(memory_budget)
         # Loaded when first needed: the VAE encoder only serves img2img.
         self._load_options = dict(backend=backend, precision=precision, device=device, engine_hook=engine_hook,
-                                  compute=compute, shapes=shapes)
+                                  compute=compute, shapes=shapes, memory=self.memory.value)
         self.text_to_image = artifact.family == "stable-diffusion"
         names = ["text_encoder", "unet", "vae_decoder"] if self.text_to_image else ["unet"]
         if self.text_to_image and TINY_DECODER in spec.components:
             names.append(TINY_DECODER)
         self.engines = load_components(artifact, names, backend=backend, precision=precision, device=device,
-                                       engine_hook=engine_hook, compute=compute, shapes=shapes)
+                                       engine_hook=engine_hook, compute=compute, shapes=shapes,
+                                       memory=self.memory.value)
         self.unet = self.engines["unet"]
-        self.backend = self.unet.engine.backend
-        self.precision = self.unet.engine.precision
+        self.backend = self.unet.backend
+        self.precision = self.unet.precision
         self.schedule = spec.schedule
         self.default_sampler = _DEFAULT_SAMPLER.get(spec.scheduler_class, "ddim")
         self.image, self.latent, self.conditioning = spec.image, spec.latent, spec.conditioning
         self.guidance_embedding = spec.guidance_embedding
-        self._timestep = self.unet.input("timestep")
         self._projection = None  # (matrix, bias) of previews, read or fitted at the first preview
         self.class_names = list(self.conditioning.class_names) if self.conditioning is not None else None
         if self.text_to_image:
@@ -140,7 +150,9 @@ class DiffusionPipeline:
                 decoded and ``info`` says ``stopped_at_step`` (steps done).
             tile_size: Stable Diffusion only: decode in tiles of this many pixels square, a positive
                 multiple of the VAE's scale factor (:func:`edgegen.tiling.decode_tiled`: overlaps of
-                1/4 tile blended linearly), bounding the decoder's memory by the tile; None: whole.
+                1/4 tile blended linearly), bounding the decoder's memory by the tile; None: whole,
+                or tiled when the whole decode would exceed the memory budget (``info["tile_size"]``
+                and ``info["tile_reason"]`` say which and why).
                 Works with either decoder (seams measured in ``docs/tiny-decoder.md``).
             decoder: Stable Diffusion only: "full" (the VAE's decoder) or "tiny" (:class:`edgegen.types.Decoder`;
                 the artifact's ``vae_decoder_tiny``, TAESD, from ``edgegen export --tiny-vae DIR``), fed the
@@ -153,7 +165,8 @@ class DiffusionPipeline:
             noise: a ``noise(shape) -> float32 N(0, I)`` source for every draw in place of ``seed``
                 (replay another library's generator, e.g. for parity).
         Returns:
-            a :class:`Generation` with (B, H, W, C) float32 images in [0, 1].
+            a :class:`Generation` with (B, H, W, C) float32 images in [0, 1]; in low-memory mode
+            every component was released when it returns (or raises).
         Raises:
             EngineInputError: an argument out of range or of the wrong kind, naming it; ``decoder="tiny"``
                 on an artifact without a tiny decoder (naming the export flag).
@@ -169,20 +182,32 @@ class DiffusionPipeline:
         vae = self._decoder_name(decoder)
         draw = _noise_source(noise, seed)
         plan = SamplingPlan.build(self.schedule, sampler or self.default_sampler, num_inference_steps, sigmas=sigmas)
-        plan, latents, image = self._start(plan, init_image, strength, init_noise, num_images, height, width, draw)
-        denoise, info = self._condition(plan, len(latents), prompt, negative_prompt, class_label, guidance_scale,
-                                        guidance_interval)
-        x0, stopped_at = _sample(plan, denoise, latents, eta, draw, callback, image)
-        if image is not None:
-            info.update(strength=0.8 if strength is None else strength,
-                        init_image=str(init_image) if isinstance(init_image, (str, Path)) else None)
-        info.update(model=self.artifact.family, seed=seed, sampler=plan.sampler.value, sigmas=plan.sigma_schedule.value,
-                    steps=num_inference_steps, eta=plan.default_eta() if eta is None else eta, backend=self.backend, precision=self.precision)
-        if stopped_at is not None:
-            info["stopped_at_step"] = stopped_at
-        if vae == TINY_DECODER:
-            info["decoder"] = Decoder.tiny.value
-        return Generation(self._decode(x0, tile_size, vae), info, timings(self.engines, start))
+        try:
+            plan, latents, image = self._start(plan, init_image, strength, init_noise, num_images, height, width, draw)
+            denoise, info = self._condition(plan, len(latents), prompt, negative_prompt, class_label, guidance_scale,
+                                            guidance_interval)
+            x0, stopped_at = _sample(plan, denoise, latents, eta, draw, callback, image)
+            self._stage_done("unet")
+            if image is not None:
+                info.update(strength=0.8 if strength is None else strength,
+                            init_image=str(init_image) if isinstance(init_image, (str, Path)) else None)
+            info.update(model=self.artifact.family, seed=seed, sampler=plan.sampler.value,
+                        sigmas=plan.sigma_schedule.value, steps=num_inference_steps,
+                        eta=plan.default_eta() if eta is None else eta, backend=self.backend, precision=self.precision)
+            if stopped_at is not None:
+                info["stopped_at_step"] = stopped_at
+            if vae == TINY_DECODER:
+                info["decoder"] = Decoder.tiny.value
+            images = self._decode(x0, tile_size, info, vae)
+        finally:
+            for name in list(self.engines):
+                self._stage_done(name)
+        return Generation(images, info, timings(self.engines, start))
+
+    def _stage_done(self, name: str) -> None:
+        """Low-memory mode: free the component whose stage ended (default mode keeps it)."""
+        if self.memory is MemoryMode.low:
+            self.engines[name].release()
 
     def preview(self, x0: np.ndarray, *, method: str | None = None) -> np.ndarray:
         """A cheap preview of x0 estimates (what ``callback(step, sigma, x0)`` receives).
@@ -209,7 +234,11 @@ class DiffusionPipeline:
         if method not in ("linear", "tiny", "full"):
             raise EngineInputError(f"method: expected linear, tiny or full (or None), got {method!r}")
         if method != "linear":
-            return self._decode(np.asarray(x0, np.float32), None, self._decoder_name(method))
+            decoder = self._decoder_name(method)
+            try:
+                return self._decode(np.asarray(x0, np.float32), None, {}, decoder)
+            finally:
+                self._stage_done(decoder)  # low memory: loaded for the preview only
         if self._projection is None:
             stored = self.artifact.spec.preview
             if stored is None:
@@ -218,6 +247,7 @@ class DiffusionPipeline:
                     lambda x: vae({"latents": x})["image"], channels=self.latent.channels,
                     scale_factor=self.latent.scale_factor, scaling_factor=self.latent.scaling_factor,
                     output_range=self.image.output_range))
+                self._stage_done("vae_decoder")  # low memory: fitted once, mid-sampling; not kept
             self._projection = (stored.matrix, stored.bias)
         return project(x0, *self._projection, output_range=self.image.output_range, upscale=self.latent.scale_factor)
 
@@ -286,6 +316,7 @@ class DiffusionPipeline:
                                    f"factor), got {h}x{w}")
         pixels = np.ascontiguousarray((images * np.float32(2) - np.float32(1)).transpose(0, 3, 1, 2))
         out = self._vae_encoder()({"image": pixels})
+        self._stage_done("vae_encoder")  # low memory: freed before the text encoder and U-Net load
         mean, std = out["latent_mean"], out["latent_std"]
         return (mean + std * draw(mean.shape)) * np.float32(self.latent.scaling_factor)
 
@@ -321,8 +352,6 @@ class DiffusionPipeline:
     def _condition(self, plan: SamplingPlan, batch: int, prompt, negative_prompt, class_label, guidance_scale,
                    guidance_interval) -> tuple:
         """The (guided) denoiser for this call and what it records in ``info``."""
-        network = self._network
-        denoiser = plan.denoiser(network, self.schedule, self._timestep.dtype)
         if self.text_to_image:
             if class_label is not None:
                 raise EngineInputError("class_label: a Stable Diffusion artifact takes a text prompt, got a class label")
@@ -339,6 +368,10 @@ class DiffusionPipeline:
         else:
             if prompt is not None or class_label is not None or negative_prompt is not None:
                 raise EngineInputError("prompt / class_label: this unconditional U-Net takes no condition, got one")
+            cond = None
+        # Built after the condition: in low-memory mode the text encoder is freed before the U-Net loads.
+        denoiser = plan.denoiser(self._network, self.schedule, self.unet.input("timestep").dtype)
+        if cond is None:
             return denoiser, {}
         interval = None if interval is None else _interval(interval)
         guided = uncond is not None
@@ -368,6 +401,7 @@ class DiffusionPipeline:
         chunks = self.tokenizer.num_chunks(prompts + negatives)
         cond = {"encoder_hidden_states": self._encode(prompts, chunks)}
         uncond = {"encoder_hidden_states": self._encode(negatives, chunks)} if guided else None
+        self._stage_done("text_encoder")
         info = {"prompt": prompts[0], "negative_prompt": negative_prompt}
         if chunks > 1:
             info["prompt_chunks"] = chunks
@@ -384,8 +418,9 @@ class DiffusionPipeline:
                 "prompt": ",".join(names[int(v)] if int(v) < len(names) else str(int(v)) for v in labels)}
         return {"class_labels": labels}, uncond, info
 
-    def _decode(self, x0: np.ndarray, tile_size: int | None = None, decoder: str = "vae_decoder") -> np.ndarray:
-        """(B, C, h, w) latents -> (B, H, W, C) images in [0, 1]; in tiles of ``tile_size`` px when given.
+    def _decode(self, x0: np.ndarray, tile_size: int | None, info: dict, decoder: str = "vae_decoder") -> np.ndarray:
+        """(B, C, h, w) latents -> (B, H, W, C) images in [0, 1]; in tiles of ``tile_size`` px when
+        given, else of the size :meth:`_auto_tile` picks (recorded in ``info``).
 
         ``decoder`` names the component: ``vae_decoder`` or ``vae_decoder_tiny``, which take the same
         ``latents`` (x0 / scaling_factor) and give images in the same range."""
@@ -393,11 +428,28 @@ class DiffusionPipeline:
             scaled = x0 / np.float32(self.latent.scaling_factor)
             vae = self.engines[decoder]
             if tile_size is None:
+                tile_size = self._auto_tile(decoder, scaled.shape, info)
+            else:
+                info.update(tile_size=tile_size, tile_reason="given")
+            if tile_size is None:
                 x0 = vae({"latents": scaled})["image"]
             else:
                 x0 = decode_tiled(lambda x: vae({"latents": x})["image"], scaled, tile_size=tile_size,
                                   scale_factor=self.latent.scale_factor)
         return to_unit_range(x0, self.image.output_range)
+
+    def _auto_tile(self, decoder: str, shape: tuple[int, ...], info: dict) -> int | None:
+        """The tile size the memory budget asks for (None: whole) for the ``decoder`` component, with why in ``info``."""
+        f = self.latent.scale_factor
+        own = shape[0] == 1 and (shape[2] * f, shape[3] * f) == (self.image.height, self.image.width)
+        self.engines[decoder].engine  # loaded first: its weights count in what is resident
+        budget, source = decode_budget(self.memory, self.memory_budget, own_size=own)
+        tile, why = auto_tile(self.artifact.component_path(decoder), shape, tensor="latents", scale_factor=f,
+                              out_channels=self.image.channels or 3, budget=budget, source=source,
+                              fused_attention=self.backend == "openvino")
+        if budget is not None:
+            info.update(why)
+        return tile
 
     def _class_labels(self, class_label, batch: int) -> np.ndarray:
         """(batch,) int64 labels from ``class_label``, or a cycle through the classes."""
@@ -457,6 +509,15 @@ def _sample(plan, denoise, latents: np.ndarray, eta, draw: Noise, callback,
     if progress.stopped_at is not None:
         return progress.x0, progress.stopped_at
     return x0, None
+
+
+def check_budget(budget: int | None) -> int | None:
+    """``memory_budget``: None or a positive number of bytes; EngineInputError otherwise."""
+    if budget is None:
+        return None
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget <= 0:
+        raise EngineInputError(f"memory_budget: expected a positive number of bytes or None, got {budget!r}")
+    return int(budget)
 
 
 def _check_numbers(steps, eta, guidance_scale) -> None:

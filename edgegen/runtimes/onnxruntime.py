@@ -70,9 +70,22 @@ class OnnxRuntimeEngine:
         self.outputs = _specs(self._session.get_outputs())
         self._output_names = [o.name for o in self.outputs]
 
+    def close(self) -> None:
+        """Drop the ``InferenceSession`` (its weights and arena go with the last reference); the engine
+        cannot run afterwards. Idempotent."""
+        self._session = None
+
+    def __enter__(self) -> "OnnxRuntimeEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once. Raises EngineInputError (feeds do not match ``inputs``) or NonFiniteError."""
         check_feeds(self.inputs, feeds, f"onnxruntime engine '{self.path.name}'")
+        if self._session is None:
+            raise EngineLoadError(f"{self._name} was closed; load it again to run it")
         if self.check_finite:
             check_finite(feeds, self._name, "input")
         outputs = dict(zip(self._output_names, self._session.run(self._output_names, dict(feeds))))

@@ -134,6 +134,18 @@ class OpenVinoEngine:
         """The model cache directory this engine compiles through, or None."""
         return Path(self._config["CACHE_DIR"]) if "CACHE_DIR" in self._config else None
 
+    def close(self) -> None:
+        """Drop the ``InferRequest`` and ``CompiledModel`` (their weights and buffers go with the last
+        reference); the engine cannot run afterwards. Idempotent."""
+        self._request = self._compiled = None
+        self._output_ports = []
+
+    def __enter__(self) -> "OpenVinoEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     @property
     def inference_precision(self) -> str:
         """What the plugin reports it computes in (e.g. "f32", "bf16"); a static engine that has
@@ -168,6 +180,8 @@ class OpenVinoEngine:
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once. Raises EngineInputError (feeds do not match ``inputs``) or NonFiniteError."""
         check_feeds(self.inputs, feeds, f"openvino engine '{self.path.name}'")
+        if self._request is None:
+            raise EngineLoadError(f"{self._name} was closed; load it again to run it")
         if self.check_finite:
             check_finite(feeds, self._name, "input")
         if self.static:
