@@ -17,6 +17,7 @@ import numpy as np
 from .errors import EngineInputError, InputError
 
 Decode = Callable[[np.ndarray], np.ndarray]
+MIN_TILE = 128  # pixels: the smallest tile automatic tiling offers (smaller tiles are mostly overlap)
 
 
 def check_tile_size(tile_size: object, scale_factor: int) -> int:
@@ -113,7 +114,7 @@ def decode_tiled(decode: Decode, latents: np.ndarray, *, tile_size: int, scale_f
 
 
 def choose_tile_size(latent_shape: tuple[int, int, int, int], *, scale_factor: int, out_channels: int,
-                     bytes_per_latent: float, available: int, min_tile: int = 128) -> tuple[int | None, int]:
+                     bytes_per_latent: float, available: int, min_tile: int = MIN_TILE) -> tuple[int | None, int]:
     """The largest tile whose decode fits in ``available`` bytes, halving from the whole image.
 
     Args:
@@ -126,7 +127,7 @@ def choose_tile_size(latent_shape: tuple[int, int, int, int], *, scale_factor: i
             :func:`edgegen.runtimes.openvino.activation_estimate`, linear in the area for a
             convolutional decoder).
         available: bytes the decode may use above what is resident.
-        min_tile: the smallest tile offered, in pixels (smaller tiles are mostly overlap).
+        min_tile: the smallest tile offered, in pixels.
     Returns:
         (None, bytes) when the whole image fits, else (tile size in pixels, a multiple of
         ``scale_factor``, bytes it needs); ``min_tile`` (rounded up to ``scale_factor``) with its

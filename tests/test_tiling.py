@@ -95,9 +95,10 @@ def test_stable_diffusion_tiled_decode(tiny_sd_artifact):
         pipe("a cat", tile_size=63, **options)
 
 
-def test_memory_check_offers_tiling(taef2, monkeypatch):
-    """8192x8192 untiled needs tens of GiB of decoder activations: refused, offering --tile-size;
-    tiled it needs the tile's activations plus 2 GiB for the image, which fits in 8 GiB."""
+def test_memory_check_counts_on_automatic_tiling(taef2, monkeypatch):
+    """8192x8192 untiled needs tens of GiB of decoder activations, but the pipeline tiles a decode
+    that would not fit (edgegen.pipelines.budget): in 8 GiB it passes, tiled or not; in 1 GiB even
+    the blended image (2 GiB with its [0, 1] copy) does not fit and it is refused."""
     from edgegen.artifact import Artifact
     import importlib
 
@@ -105,6 +106,8 @@ def test_memory_check_offers_tiling(taef2, monkeypatch):
 
     monkeypatch.setattr(run, "_available_memory", lambda: 8 << 30)
     art = Artifact.load(taef2[0])
-    with pytest.raises(InputError, match="or decode in tiles with --tile-size 512"):
-        run._check_memory(art, (8192, 8192), 1, "openvino")
+    run._check_memory(art, (8192, 8192), 1, "openvino")
     run._check_memory(art, (8192, 8192), 1, "openvino", tile_size=512)
+    monkeypatch.setattr(run, "_available_memory", lambda: 1 << 30)
+    with pytest.raises(InputError, match="use a smaller size or --batch-size, or --memory low"):
+        run._check_memory(art, (8192, 8192), 1, "openvino")

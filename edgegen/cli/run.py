@@ -139,7 +139,7 @@ def _checked(art, o: SimpleNamespace) -> tuple[Optional[np.ndarray], Optional[tu
     o.num_images = o.num_images or 1
     _fill_defaults(art, o)
     batch = array.shape[0] if array is not None else min(o.batch_size, o.num_images)
-    _check_memory(art, size, batch, o.backend_name, o.tile_size, tiny=o.decoder is Decoder.tiny)
+    _check_memory(art, size, batch, o.backend_name, o.tile_size, o.memory, tiny=o.decoder is Decoder.tiny)
     return array, _check_interval(o.guidance_interval)
 
 
@@ -454,17 +454,21 @@ def _available_memory() -> int | None:
 
 
 def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | None,
-                  tile_size: int | None = None, tiny: bool = False) -> None:
+                  tile_size: int | None = None, memory: MemoryMode = MemoryMode.default, *,
+                  tiny: bool = False) -> None:
     """Refuse a size the U-Net cannot take, or one whose activations cannot fit in memory.
 
     Runs OpenVINO's shape inference on the U-Net and VAE decoder at the requested size and batch
-    (the VAE decoder at one tile with ``--tile-size``)
+    (the VAE decoder at one tile: ``--tile-size``, else the smallest tile automatic tiling offers,
+    :data:`edgegen.tiling.MIN_TILE`, since the pipeline tiles a decode that would not fit)
     (:func:`edgegen.runtimes.openvino.activation_estimate`; with ``tiny``, the tiny decoder that
     decodes instead of the full one); skipped where OpenVINO is missing,
-    and at the artifact's own size with one image (the export ran it). When the VAE decoder is
-    what does not fit, the message offers ``--tile-size``.
+    and at the artifact's own size with one image (the export ran it). The weights counted are
+    every model file's (default memory) or the largest one's (``--memory low``).
     """
     import importlib.util
+
+    from ..tiling import MIN_TILE
 
     default = (art.spec.image.height, art.spec.image.width)
     if size is None or (size == default and batch == 1) or importlib.util.find_spec("openvino") is None:
@@ -478,10 +482,12 @@ def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | 
     feeds = {"unet": ("sample", rows), ("vae_decoder_tiny" if tiny else "vae_decoder"): ("latents", batch)}
     comps = [name for name in art.spec.components if name in feeds]
     fused = (backend or default_backend()) == "openvino"
-    best, weights = None, sum(_file_bytes(art.component_path(name)) for name in art.spec.components)
+    files = [_file_bytes(art.component_path(name)) for name in art.spec.components]
+    best, weights = None, max(files) if memory is MemoryMode.low else sum(files)
     for name in comps:
         tensor, n = feeds[name]
-        lh, lw = (min(h, tile_size // f), min(w, tile_size // f)) if tile_size and name != "unet" else (h, w)
+        tile = (tile_size or MIN_TILE) // f
+        lh, lw = (min(h, tile), min(w, tile)) if name != "unet" else (h, w)
         graph = read_graph(art.component_path(name))
         try:
             est = activation_estimate(graph, {tensor: (n, art.spec.latent.channels, lh, lw)}, fused_attention=fused)
@@ -497,14 +503,14 @@ def _check_memory(art, size: tuple[int, int] | None, batch: int, backend: str | 
         return
     name, est = best
     need = weights + 2 * est.nbytes
-    if tile_size:  # the blended image and its [0, 1] copy span the whole image (float32, up to 4 channels)
+    if any(name != "unet" for name in comps):  # tiled: the blended image and its [0, 1] copy span it (float32, up to 4 channels)
         need += 2 * batch * 4 * 4 * size[0] * size[1]
     if need > available:
         raise InputError(
             f"--height/--width {size[0]}x{size[1]} with {batch} image(s) per batch: needs at least {need / 2**30:.1f} GiB "
             f"(model files {weights / 2**30:.1f} GiB + twice {name}'s largest activation '{est.tensor}' {est.dtype} "
             f"{est.shape}), this machine has {available / 2**30:.1f} GiB available; use a smaller size or --batch-size"
-            + (", or decode in tiles with --tile-size 512" if name != "unet" and not tile_size else ""))
+            + (", or --memory low" if memory is MemoryMode.default else ""))
 
 
 def _fitting_multiple(graph, tensor: str, rows: int, channels: int) -> int:

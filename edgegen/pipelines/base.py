@@ -98,6 +98,7 @@ class TimedEngine:
             close()
         del raw
         free_memory()
+        self.footprint.released = rss_bytes()
 
 
 @dataclass
@@ -110,11 +111,13 @@ class Footprint:
         peak: the process's peak RSS reached while it was loaded, when it rose during that time
             (then ``peak - base`` is the stage's weights plus activations); None when the process
             had been higher before (the stage then stayed under that earlier peak).
+        released: process RSS right after it was released (shows the memory went back).
     """
 
     base: int | None = None
     resident: int | None = None
     peak: int | None = None
+    released: int | None = None
     _hwm_before: int | None = None
 
     def before_load(self) -> None:
