@@ -116,6 +116,7 @@ class OpenVinoEngine:
         identify(self, path, device=device, precision=precision, check_finite=check_finite)
         self.static, self._core, self._config = static, core, config
         self._by_shape: OrderedDict[tuple, tuple] = OrderedDict()
+        self._closed = False
         try:
             if static:  # read for the specs only: each call's shapes compile their own model
                 model = core.read_model(str(path))
@@ -135,10 +136,11 @@ class OpenVinoEngine:
         return Path(self._config["CACHE_DIR"]) if "CACHE_DIR" in self._config else None
 
     def close(self) -> None:
-        """Drop the ``InferRequest`` and ``CompiledModel`` (their weights and buffers go with the last
-        reference); the engine cannot run afterwards. Idempotent."""
+        """Drop the ``InferRequest`` and ``CompiledModel`` (every shape's, when static; their weights and
+        buffers go with the last reference); the engine cannot run afterwards. Idempotent."""
         self._request = self._compiled = None
-        self._output_ports = []
+        self._by_shape.clear()
+        self._closed = True
 
     def __enter__(self) -> "OpenVinoEngine":
         return self
@@ -180,7 +182,7 @@ class OpenVinoEngine:
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once. Raises EngineInputError (feeds do not match ``inputs``) or NonFiniteError."""
         check_feeds(self.inputs, feeds, f"openvino engine '{self.path.name}'")
-        if self._request is None:
+        if self._closed:
             raise EngineLoadError(f"{self._name} was closed; load it again to run it")
         if self.check_finite:
             check_finite(feeds, self._name, "input")
