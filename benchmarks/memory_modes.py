@@ -4,9 +4,10 @@
 
 Each configuration is one `edgegen run` under GNU `/usr/bin/time -v`: the peak the CLI prints
 (``VmHWM``, :func:`edgegen.memory.peak_rss_bytes`) is cross-checked with time's "Maximum resident
-set size". A last pair of processes at the largest size measures what ``malloc_trim(0)`` after
-each release is worth: low mode in-process, with the trim and with it replaced by a no-op, RSS
-after each stage's release and the peak.
+set size". A last process at the largest size records, in low mode over two calls, the RSS before
+each component loads and after it is released (that the memory goes back), and the peak. (The
+results file of commit 33737bc also holds the same with and without ``malloc_trim(0)`` after each
+release: no measurable difference, so edgegen does not trim.)
 """
 
 from __future__ import annotations
@@ -25,29 +26,26 @@ PEAK = re.compile(r"peak memory ([\d.]+) GiB \(process\), largest component (\w+
                   r"(?:; largest stage (\w+) ([\d.]+) GiB \(weights \+ activations\) over a ([\d.]+) GiB base)?")
 
 
-TRIM_CHILD = """
+RELEASE_CHILD = """
 import json, sys
-import edgegen.memory as memory
 from edgegen import Pipeline
 from edgegen.memory import peak_rss_bytes, rss_bytes
-art, size, steps, precision, trim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
-if not trim:
-    memory._malloc_trim = lambda: None
+art, size, steps, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 pipe = Pipeline.load(art, memory="low", precision=precision)
 calls = []
 for _ in range(2):
     pipe("a lighthouse at dusk", num_inference_steps=steps, height=size, width=size, seed=1)
     calls.append({name: {"base": e.footprint.base / 2**30, "after_release": e.footprint.released / 2**30}
                   for name, e in pipe.engines.items()})
-print(json.dumps({"malloc_trim": trim, "rss_gib": calls, "rss_end_gib": rss_bytes() / 2**30,
+print(json.dumps({"rss_gib": calls, "rss_end_gib": rss_bytes() / 2**30,
                   "peak_gib": peak_rss_bytes() / 2**30}))
 """
 
 
-def _trim(art, size: int, steps: int, precision: str, trim: bool) -> dict:
-    """Low mode in a fresh process, two calls, with or without malloc_trim after each release."""
-    proc = subprocess.run([sys.executable, "-c", TRIM_CHILD, str(art), str(size), str(steps), precision,
-                           "1" if trim else "0"], capture_output=True, text=True, timeout=900)
+def _release(art, size: int, steps: int, precision: str) -> dict:
+    """Low mode in a fresh process, two calls: RSS before each load and after each release."""
+    proc = subprocess.run([sys.executable, "-c", RELEASE_CHILD, str(art), str(size), str(steps), precision],
+                          capture_output=True, text=True, timeout=900)
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
     row = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -89,9 +87,9 @@ def main() -> None:
     art = random_sd_artifact("small")
     rows = [_run(art, size, memory, args.steps, args.precision) for size in args.sizes for memory in ("default", "low")]
     size = max(args.sizes)
-    trim = [_trim(art, size, args.steps, args.precision, flag) for flag in (True, False)]
+    release = _release(art, size, args.steps, args.precision)
     print("wrote", save_result(f"memory_modes_{args.precision}", {"artifact": "sd-small (random init)", "rows": rows,
-                                                                  "malloc_trim": trim}))
+                                                                  "release": release}))
 
 
 if __name__ == "__main__":
