@@ -63,6 +63,21 @@ def test_low_memory_releases_each_stage_before_the_next_loads(tiny_sd_artifact):
     assert len(watch.loaded) == 6 and pipe.engines["unet"].loads == 1
 
 
+def test_low_memory_img2img_frees_the_vae_encoder_before_the_text_encoder_loads(tiny_sd_artifact):
+    from edgegen.artifact import Artifact
+
+    if "vae_encoder" not in Artifact.load(tiny_sd_artifact).spec.components:
+        pytest.skip("this tiny artifact was exported without a vae_encoder")
+    image = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    default = Pipeline.load(tiny_sd_artifact)("a red cube", init_image=image, strength=0.6, **CALL)
+    watch = StageWatch()
+    low = Pipeline.load(tiny_sd_artifact, memory="low", memory_budget=1 << 40, engine_hook=watch)
+    result = low("a red cube", init_image=image, strength=0.6, **CALL)
+    np.testing.assert_array_equal(result.images, default.images)
+    assert [name for name, _ in watch.loaded] == ["vae_encoder", "text_encoder", "unet", "vae_decoder"]
+    assert all(alive == [] for _, alive in watch.alive_at_load)
+
+
 def test_default_memory_keeps_engines_loaded(tiny_sd_artifact):
     watch = StageWatch()
     pipe = Pipeline.load(tiny_sd_artifact, engine_hook=watch)
