@@ -127,3 +127,16 @@ def test_cli_runs_lcm(lcm_artifact, tmp_path):
     refused = run_cli("run", lcm_artifact, "--prompt", "a cat", "--negative-prompt", "x", "--steps", "1",
                       "--out", tmp_path / "no")
     assert refused.exit_code == 1 and "negative_prompt: this LCM-distilled U-Net" in refused.output
+
+
+def test_int8_calibrates_on_the_lcm_trajectory(lcm_artifact, tmp_path):
+    """``edgegen quantize`` on an LCM artifact records what it runs (LCM, 4 steps, guidance 8.5),
+    not SD's DDIM 20 at 7.5, unless told otherwise; the INT8 pipeline then runs."""
+    out = tmp_path / "lcm-int8"
+    result = run_cli("quantize", lcm_artifact, "--out", out, "--calibration-samples", "2", "--gate-samples", "1",
+                     "--force-int8", "--min-psnr", "0", "--min-ssim", "0", "--max-step-error", "10")
+    assert result.exit_code == 0, result.output
+    options = json.loads((out / "edgegen.json").read_text())["quantization"]["int8"]["options"]
+    assert (options["sampler"], options["steps"], options["guidance_scale"]) == ("lcm", 4, 8.5)
+    image = Pipeline.load(out, precision="int8")("a cat", num_inference_steps=2, seed=0).images
+    assert np.isfinite(image).all()

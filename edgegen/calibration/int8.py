@@ -47,6 +47,8 @@ class QualityGateError(EdgegenError):
 # a diffusion U-Net is judged on whole deterministic trajectories from the same noise; Stable
 # Diffusion's (text-conditioned, chaotic over many steps) image thresholds are looser and its
 # per-step U-Net error carries the weight.
+TRAJECTORY = dict(sampler="ddim", steps=20, guidance_scale=7.5)
+LCM_TRAJECTORY = dict(sampler="lcm", steps=4, guidance_scale=8.5)  # LatentConsistencyModelPipeline's defaults
 DEFAULTS = {
     "generator": dict(samples=512, gate_samples=64, min_psnr=30.0, min_ssim=0.95, max_step_error=None),
     "vae-decoder": dict(samples=64, gate_samples=8, min_psnr=35.0, min_ssim=0.97, max_step_error=None),
@@ -68,7 +70,8 @@ class Int8Options:
         samples: calibration size: images sampled (diffusion) or inputs drawn (generator, decoder).
         prompts: file of calibration prompts (SD); default: edgegen's shipped list.
         calibration_data: directory of .npy / .npz feeds replacing the drawn inputs.
-        sampler, steps, guidance_scale: the FP32 trajectory recorded for diffusion calibration.
+        sampler, steps, guidance_scale: the FP32 trajectory recorded for diffusion calibration
+            (default DDIM 20 at 7.5; LCM 4 at 8.5 for LCM-distilled U-Nets).
         gate_samples: images compared by the quality gate (seeds disjoint from calibration).
         min_psnr, min_ssim, max_step_error: quality thresholds.
         exclude_batch: layers returned to floating point per failed round (default ~5%).
@@ -85,9 +88,9 @@ class Int8Options:
     samples: int | None = None
     prompts: Path | None = None
     calibration_data: Path | None = None
-    sampler: str = "ddim"
-    steps: int = 20
-    guidance_scale: float = 7.5
+    sampler: str | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
     height: int | None = None
     width: int | None = None
     gate_samples: int | None = None
@@ -105,10 +108,14 @@ class Int8Options:
                              f"from the onnxruntime QDQ variant), got {backend.value!r}")
         object.__setattr__(self, "backend", backend)
 
-    def resolved(self, family: str) -> "Int8Options":
-        """These options with every ``None`` replaced by the family's default."""
+    def resolved(self, family: str, *, lcm: bool = False) -> "Int8Options":
+        """These options with every ``None`` replaced by the family's default; the recorded
+        trajectory defaults to DDIM 20 at guidance 7.5, or, for an LCM-distilled U-Net (``lcm``:
+        the artifact has a ``guidance_embedding``), to what it runs: LCM 4 steps at 8.5."""
         values = asdict(self)
-        return replace(self, **{k: v for k, v in DEFAULTS[family].items() if values.get(k) is None})
+        trajectory = LCM_TRAJECTORY if lcm else TRAJECTORY
+        defaults = {**trajectory, **DEFAULTS[family]}
+        return replace(self, **{k: v for k, v in defaults.items() if values.get(k) is None})
 
     def as_json(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, Backend) else v)
@@ -442,7 +449,7 @@ def quantize_artifact(staging: Path, manifest: dict, options: Int8Options = Int8
     """
     report = progress or silent
     art = Artifact.staged(staging, manifest)  # its typed spec follows the variants added below
-    opts = options.resolved(art.family)
+    opts = options.resolved(art.family, lcm=art.spec.guidance_embedding is not None)
     report(f"int8: calibration ({opts.samples} samples, seed {opts.seed})", 0, None)
     # Recorded feeds and reference outputs go to disk, inside the staging directory (so on the
     # same file system as the artifact), and are removed on success and on failure alike.

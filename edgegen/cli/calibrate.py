@@ -31,6 +31,6 @@ def calibrate(
         opts = Int8Options(backend=backend.value if backend else "openvino", seed=seed, samples=samples,
                            prompts=prompts, sampler=sampler, steps=steps, guidance_scale=guidance_scale)
         with progress_bar() as progress:
-            feeds = calibration_feeds(art, opts.resolved(art.family), progress=progress)
+            feeds = calibration_feeds(art, opts.resolved(art.family, lcm=art.spec.guidance_embedding is not None), progress=progress)
         save_feeds_dir(feeds, out)
         stdout("recorded " + ", ".join(f"{len(v)} {k} feeds" for k, v in feeds.items()) + f" to {out}")

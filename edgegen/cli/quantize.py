@@ -26,10 +26,10 @@ CalibrationPrompts = Annotated[Optional[Path], typer.Option(exists=True, dir_oka
                                                             help="SD: calibration prompts, one per line.")]
 CalibrationData = Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, rich_help_panel=CALIBRATION,
                                                          help="Directory of .npy/.npz calibration feeds.")]
-CalibrationSampler = Annotated[str, typer.Option(rich_help_panel=CALIBRATION,
-                                                 help="Diffusion: sampler of the recorded FP32 trajectory.")]
-CalibrationSteps = Annotated[int, typer.Option(min=1, rich_help_panel=CALIBRATION,
-                                               help="Diffusion: steps of the recorded trajectory.")]
+CalibrationSampler = Annotated[Optional[str], typer.Option(rich_help_panel=CALIBRATION,
+                                                 help="Diffusion: sampler of the recorded FP32 trajectory. [default: ddim; lcm for LCM U-Nets]")]
+CalibrationSteps = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=CALIBRATION,
+                                               help="Diffusion: steps of the recorded trajectory. [default: 20; 4 for LCM U-Nets]")]
 GateSamples = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=GATE,
                                                     help="Images compared by the INT8 quality gate.")]
 MinPsnr = Annotated[Optional[float], typer.Option(rich_help_panel=GATE,
@@ -44,7 +44,7 @@ INT8_OPTIONS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=
                 for name, annotation, default in (
                     ("force_int8", ForceInt8, False), ("calibration_samples", CalibrationSamples, None),
                     ("calibration_prompts", CalibrationPrompts, None), ("calibration_data", CalibrationData, None),
-                    ("calibration_sampler", CalibrationSampler, "ddim"), ("calibration_steps", CalibrationSteps, 20),
+                    ("calibration_sampler", CalibrationSampler, None), ("calibration_steps", CalibrationSteps, None),
                     ("gate_samples", GateSamples, None), ("min_psnr", MinPsnr, None), ("min_ssim", MinSsim, None),
                     ("max_step_error", MaxStepError, None))]
 
