@@ -56,8 +56,11 @@ def test_long_prompt_conditioning_matches_torch(tiny_sd_dir, tiny_sd_artifact, b
     assert info["prompt_chunks"] == 3
     got, got_neg = cond["encoder_hidden_states"], uncond["encoder_hidden_states"]
     assert got.shape == got_neg.shape == (2, 3 * 77, 32) and got.dtype == np.float32
-    np.testing.assert_allclose(got, _reference(tiny_sd_dir, prompts, 3), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(got_neg, _reference(tiny_sd_dir, negatives, 3), atol=1e-4, rtol=0)
+    # OpenVINO runs the IR with FP16-stored weights, accepted at export within 1e-4 + 1e-3 x peak
+    # (measured 3.1e-3 here); a window encoded or joined wrongly is off by O(1).
+    atol = 1e-4 if backend == "onnxruntime" else 5e-3
+    np.testing.assert_allclose(got, _reference(tiny_sd_dir, prompts, 3), atol=atol, rtol=0)
+    np.testing.assert_allclose(got_neg, _reference(tiny_sd_dir, negatives, 3), atol=atol, rtol=0)
 
 
 def test_short_prompt_is_one_window_as_transformers_tokenizes_it(tiny_sd_artifact):
