@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT.parent / "shared" / "models"
+
+# edgegen's caches (sha256 of artifact files, OpenVINO compiled models) in one directory per test
+# session, shared by its tests and the CLIs they start, never the user's ~/.cache/edgegen.
+os.environ.setdefault("EDGEGEN_CACHE_DIR", tempfile.mkdtemp(prefix="edgegen-test-cache-"))
 
 
 def shared(*parts: str) -> Path:
