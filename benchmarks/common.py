@@ -48,6 +48,19 @@ def random_sd_artifact(preset: str, *, int8: bool = False) -> Path:
     return art
 
 
+def json_child(args: list[str], *, env: dict | None = None, timeout: float | None = None) -> dict:
+    """Run ``python ARGS...`` in a fresh process (its peak memory its own) and return the JSON object
+    it prints last; SystemExit with the end of its stderr when it fails."""
+    import os
+    import subprocess
+
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def save_result(name: str, data: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from common import random_sd_artifact, save_result
+from common import json_child, random_sd_artifact, save_result
 
 PEAK = re.compile(r"peak memory ([\d.]+) GiB \(process\), largest component (\w+) ([\d.]+) GiB"
                   r"(?:; largest stage (\w+) ([\d.]+) GiB \(weights \+ activations\) over a ([\d.]+) GiB base)?")
@@ -44,11 +44,7 @@ print(json.dumps({"rss_gib": calls, "rss_end_gib": rss_bytes() / 2**30,
 
 def _release(art, size: int, steps: int, precision: str) -> dict:
     """Low mode in a fresh process, two calls: RSS before each load and after each release."""
-    proc = subprocess.run([sys.executable, "-c", RELEASE_CHILD, str(art), str(size), str(steps), precision],
-                          capture_output=True, text=True, timeout=900)
-    if proc.returncode:
-        raise SystemExit(proc.stderr[-3000:])
-    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    row = json_child(["-c", RELEASE_CHILD, str(art), str(size), str(steps), precision], timeout=900)
     print(json.dumps(row), flush=True)
     return row
 

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import random_sd_artifact, save_result
+from common import json_child, random_sd_artifact, save_result
 
 CONFIGS = {
     "default": {},
@@ -59,11 +59,7 @@ print(json.dumps(out))
 
 
 def probe(path: Path, size: int, calls: int, cfg: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(size), str(calls), json.dumps(cfg)],
-                          capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json_child(["-c", _PROBE, str(path), str(size), str(calls), json.dumps(cfg)])
 
 
 def main() -> None:

@@ -12,14 +12,13 @@ IR with FP16-compressed weights, IR read without mmap, and a warm model cache.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from common import random_sd_artifact, save_result
+from common import json_child, random_sd_artifact, save_result
 
 _PROBE = r"""
 import gc, json, sys, time
@@ -85,13 +84,7 @@ print(json.dumps(out))
 
 def pipeline_probe(art: Path, precision: str, size: int, shapes: str = "auto", env: dict | None = None) -> dict:
     """Load the whole pipeline on OpenVINO and run 2 steps at ``size`` px in a fresh process."""
-    import os
-
-    proc = subprocess.run([sys.executable, "-c", _PIPELINE, str(art), precision, str(size), shapes],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})})
-    if proc.returncode:
-        raise SystemExit(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json_child(["-c", _PIPELINE, str(art), precision, str(size), shapes], env=env)
 
 
 def convert(onnx: Path, xml: Path, fp16: bool) -> None:
@@ -102,11 +95,7 @@ def convert(onnx: Path, xml: Path, fp16: bool) -> None:
 
 
 def probe(path: Path, size: int, *, mmap: bool = True, cache: str = "") -> dict:
-    proc = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(size), "1" if mmap else "0", cache],
-                          capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json_child(["-c", _PROBE, str(path), str(size), "1" if mmap else "0", cache])
 
 
 def main() -> None:

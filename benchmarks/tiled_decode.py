@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from common import CACHE, HERE, save_result
+from common import CACHE, HERE, json_child, save_result
 
 MODELS = HERE.parent.parent / "shared" / "models" / "taef2"
 CHILD = """
@@ -53,11 +53,7 @@ def _latents(size: int, path) -> None:
 
 
 def _decode(art, lat, out, tile: int, budget_mib: int = 0) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(art), str(lat), str(out), str(tile), str(budget_mib)],
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode:
-        raise SystemExit(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json_child(["-c", CHILD, str(art), str(lat), str(out), str(tile), str(budget_mib)], timeout=600)
 
 
 def main() -> None:
