@@ -8,10 +8,17 @@ Linux figures come from ``/proc/self/status`` (``VmRSS``, ``VmHWM``) and ``/proc
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
+import os
 import resource
 import sys
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+_MADV_DONTNEED = 4  # Linux <sys/mman.h>
 
 
 def _status_kib(key: str) -> int | None:
@@ -63,3 +70,71 @@ def free_memory() -> None:
     Runtime's large buffers are their own mappings and go back to the OS when the engine goes.
     """
     gc.collect()
+
+
+def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+def release_file_pages(prefixes: Iterable[str | Path]) -> int:
+    """Drop this process's resident pages of read-only file mappings whose path starts with one of
+    ``prefixes`` (``madvise(MADV_DONTNEED)``); returns how many mappings were advised (0 off Linux).
+
+    Why: OpenVINO memory-maps a model's weights (IR ``.bin``, ONNX external data, a model-cache
+    blob), and its CPU plugin keeps that mapping for the compiled model's life while computing from
+    its own repacked copy, so every page compilation read stays in the RSS: the weights counted
+    twice (docs/memory.md). Dropping the pages is safe: only mappings without write permission are
+    advised, whose pages are clean copies of the file and are read back from it if touched again.
+    """
+    libc = _libc()
+    # realpath drops a trailing separator, which keeps "dir/" from matching "dir2/..."
+    wanted = tuple(os.path.realpath(p) + (os.sep if str(p).endswith(os.sep) else "") for p in prefixes)
+    if libc is None or not wanted:
+        return 0
+    advised = 0
+    try:
+        lines = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        parts = line.split(maxsplit=5)
+        if len(parts) < 6 or "w" in parts[1] or not parts[5].startswith(wanted):
+            continue
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        if libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
+            advised += 1
+    return advised
+
+
+@contextlib.contextmanager
+def releasing_file_pages(prefixes: Iterable[str | Path], period: float = 0.05) -> Iterator[None]:
+    """Run the block while a thread calls :func:`release_file_pages` every ``period`` seconds, and
+    once more at the end: a compilation (which releases the GIL) then never holds more than
+    ``period``'s worth of the file's pages beside the copy it builds. Measured on the SD 1.5-size
+    INT8 U-Net: compile peak 1.90 -> 1.11 GiB, compile and call times unchanged (docs/memory.md).
+    """
+    prefixes = [str(p) for p in prefixes]
+    if _libc() is None or not prefixes:
+        yield
+        return
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(period):
+            release_file_pages(prefixes)
+
+    thread = threading.Thread(target=loop, name="edgegen-release-pages", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        release_file_pages(prefixes)

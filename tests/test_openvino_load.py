@@ -169,3 +169,94 @@ def test_pipeline_static_shapes_give_the_same_images(tiny_sd_artifact, ov_cache)
         Pipeline.load(tiny_sd_artifact, backend="onnxruntime", shapes="static")
     with pytest.raises(EngineInputError, match="shapes"):
         Pipeline.load(tiny_sd_artifact, backend="openvino", shapes="fixed")
+
+
+def _file_rss_kib(path) -> int:
+    """This process's resident KiB of mappings of ``path`` (``/proc/self/smaps``)."""
+    import os
+    import re
+    target, current, total = os.path.realpath(path), None, 0
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                parts = line.split(maxsplit=5)
+                current = parts[5].strip() if len(parts) > 5 else None
+            elif line.startswith("Rss:") and current == target:
+                total += int(line.split()[1])
+    return total
+
+
+def _matmul_ir(folder, rows=2048, cols=2048):
+    """An IR ``x (1, rows) @ W (rows, cols) -> (1, cols)`` with 16 MiB of f32 weights in its ``.bin``,
+    and W for a numpy reference."""
+    import openvino as ov
+    from openvino import opset13 as ops
+    w = np.random.default_rng(0).standard_normal((rows, cols), dtype=np.float32)
+    x = ops.parameter(ov.PartialShape([-1, rows]), ov.Type.f32, name="x")
+    y = ops.matmul(x, ops.constant(w), False, False)
+    y.output(0).get_tensor().set_names({"y"})
+    xml = folder / "matmul.xml"
+    ov.save_model(ov.Model([y], [x], "matmul"), str(xml), compress_to_fp16=False)
+    return xml, w
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="/proc/self/smaps is Linux's")
+@pytest.mark.parametrize("static", [False, True])
+def test_weight_file_pages_are_not_kept_resident(tmp_path, static):
+    """The CPU plugin computes from its own copy of the weights but keeps the IR's ``.bin`` mapped:
+    the engine drops the pages it read (docs/memory.md), and the outputs are unchanged."""
+    xml, w = _matmul_ir(tmp_path)
+    engine = OpenVinoEngine(xml, cache_dir=False, static=static)
+    x = np.random.default_rng(1).standard_normal((1, w.shape[0]), dtype=np.float32)
+    for _ in range(2):
+        out = engine({"x": x})["y"]
+        np.testing.assert_allclose(out, x @ w, rtol=1e-4, atol=1e-3)
+        assert _file_rss_kib(xml.with_suffix(".bin")) < 1024  # of 16 MiB
+
+
+def test_release_file_pages_leaves_writable_mappings_and_data_alone(tmp_path):
+    """Only read-only mappings are advised: their pages read back from the file; a writable mapping
+    (whose pages may hold unsaved writes) keeps them."""
+    from edgegen.memory import release_file_pages
+    data = np.arange(4 << 20, dtype=np.float32)  # 16 MiB
+    data.tofile(tmp_path / "ro.f32")
+    data.tofile(tmp_path / "rw.f32")
+    ro = np.memmap(tmp_path / "ro.f32", dtype=np.float32, mode="r")
+    rw = np.memmap(tmp_path / "rw.f32", dtype=np.float32, mode="r+")
+    assert float(ro.sum()) == float(data.sum())
+    rw[:] += 1
+    if __import__("sys").platform.startswith("linux"):
+        assert release_file_pages([tmp_path / "ro.f32", tmp_path / "rw.f32"]) == 1
+        assert _file_rss_kib(tmp_path / "ro.f32") < 1024
+        assert _file_rss_kib(tmp_path / "rw.f32") > 8 * 1024
+    np.testing.assert_array_equal(ro, data)
+    np.testing.assert_array_equal(rw, data + 1)
+    assert release_file_pages([]) == 0
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_release_buffers_frees_activations_and_keeps_outputs(tmp_path, static):
+    """``release_buffers`` (what default mode does when a stage ends) hands the activations back
+    (a 64 MiB intermediate here) and the next call computes the same outputs."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    from edgegen.memory import rss_bytes
+    x = ops.parameter(ov.PartialShape([1, 1, -1, -1]), ov.Type.f32, name="x")
+    k1 = np.random.default_rng(0).standard_normal((16, 1, 3, 3), dtype=np.float32)
+    k2 = np.random.default_rng(1).standard_normal((1, 16, 3, 3), dtype=np.float32) / 16
+    h = ops.relu(ops.convolution(x, ops.constant(k1), [1, 1], [1, 1], [1, 1], [1, 1]))
+    y = ops.convolution(h, ops.constant(k2), [1, 1], [1, 1], [1, 1], [1, 1])
+    y.output(0).get_tensor().set_names({"y"})
+    xml = tmp_path / "convs.xml"
+    ov.save_model(ov.Model([y], [x], "convs"), str(xml))
+    engine = OpenVinoEngine(xml, cache_dir=False, static=static)
+    feeds = {"x": np.random.default_rng(2).standard_normal((1, 1, 1024, 1024), dtype=np.float32)}
+    first = engine(feeds)["y"]
+    before = rss_bytes()
+    engine.release_buffers()
+    if before is not None:
+        assert before - rss_bytes() > 32 << 20
+    np.testing.assert_array_equal(engine(feeds)["y"], first)
+    engine.close()
+    engine.release_buffers()  # closed: nothing left to release, no error

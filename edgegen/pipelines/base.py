@@ -85,6 +85,14 @@ class TimedEngine:
                 return spec
         raise EngineInputError(f"engine '{self.name}': expected an input '{name}', has {[s.name for s in self.inputs]}")
 
+    def trim(self) -> None:
+        """Let a loaded engine free its intermediate buffers (activations) until its next call,
+        keeping its weights: what default mode does when a component's stage ends, so the peak holds
+        one stage's activations, not every component's (engines without ``release_buffers`` keep them)."""
+        release = getattr(self._raw, "release_buffers", None)
+        if release is not None:
+            release()
+
     def release(self) -> None:
         """Close and drop the engine (and its hook's wrapper) so its memory goes back to the OS;
         the next call loads it again. Nothing happens to an engine given at construction (it has no

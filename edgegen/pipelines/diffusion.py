@@ -205,9 +205,12 @@ class DiffusionPipeline:
         return Generation(images, info, timings(self.engines, start))
 
     def _stage_done(self, name: str) -> None:
-        """Low-memory mode: free the component whose stage ended (default mode keeps it)."""
+        """The component whose stage ended: freed in low-memory mode; in default mode kept loaded,
+        its activation buffers freed (so the decode's do not add to the U-Net's)."""
         if self.memory is MemoryMode.low:
             self.engines[name].release()
+        else:
+            self.engines[name].trim()
 
     def preview(self, x0: np.ndarray, *, method: str | None = None) -> np.ndarray:
         """A cheap preview of x0 estimates (what ``callback(step, sigma, x0)`` receives).
