@@ -94,7 +94,10 @@ def report(stage, done=0, total=None):
             stages[-1]["peak_rss_gb"] = peak[0] / 2**30
         peak[0] = rss
         stages.append({{"stage": stage.split(" (")[0], "_t": time.perf_counter()}})
-        print(f"  [export] {{stage}} rss {{rss / 2**30:.2f}} GiB", file=sys.stderr, flush=True)
+        kinds = {{l.split(":")[0]: int(l.split()[1]) / 2**20 for l in open("/proc/self/status")
+                 if l.startswith(("RssAnon", "RssFile"))}}
+        print(f"  [export] {{stage}} rss {{rss / 2**30:.2f}} GiB (anon {{kinds.get('RssAnon', 0):.2f}}, "
+              f"file {{kinds.get('RssFile', 0):.2f}})", file=sys.stderr, flush=True)
 t = time.perf_counter()
 export_stable_diffusion({src!r}, {art!r}, progress=report,
     int8=Int8Options(samples=1, steps={steps}, gate_samples=1, force=True, height=512, width=512,

@@ -26,6 +26,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import BackendUnavailableError
+from ..memory import releasing_file_pages
 from ..progress import ProgressCallback, silent
 
 QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -76,7 +77,7 @@ def quantize_nncf(onnx_path: str | Path, out_xml: str | Path, calibration: Seque
         exclude: ONNX node names to keep in floating point (mapped to OpenVINO op names).
         transformer: NNCF's ``ModelType.TRANSFORMER`` scheme (attention blocks, SmoothQuant).
         weighted_only: activation quantizers only at the inputs of weighted layers.
-        progress: ``("NNCF: ...", done, total)`` per calibration item NNCF's statistic collection
+        progress: ``("NNCF: ...", done, total)`` per calibration row (items split along their batch) NNCF's statistic collection
             reads (one pass per algorithm that collects statistics: SmoothQuant, then min/max),
             and a message when the graph is read, quantized and saved.
     Activation ranges are the calibration set's min/max (NNCF's default quantile estimator
@@ -88,20 +89,11 @@ def quantize_nncf(onnx_path: str | Path, out_xml: str | Path, calibration: Seque
     except ImportError as exc:
         raise BackendUnavailableError("openvino", "openvino", str(exc)) from exc
     report = progress or silent
-    report("NNCF: reading the FP32 model", 0, None)
-    model = ov.Core().read_model(str(onnx_path))
-    scope = nncf.IgnoredScope(names=_openvino_names(model, exclude),
-                              types=list(_NNCF_FLOAT_TYPES) if weighted_only else [], validate=False)
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
-    advanced = nncf.AdvancedQuantizationParameters(
-        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
-    nncf.set_log_level(logging.WARNING)  # its INFO lines list every op left unquantized
-    with contextlib.redirect_stdout(io.StringIO()):  # NNCF prints matched ignored-scope nodes
-        quantized = nncf.quantize(model, nncf.Dataset(_Counted(calibration, report)), preset=nncf.QuantizationPreset.MIXED,
-                                  subset_size=len(calibration), ignored_scope=scope, advanced_parameters=advanced,
-                                  model_type=nncf.ModelType.TRANSFORMER if transformer else None)
-    del model  # NNCF quantized a copy: one model less while saving
+    # NNCF compiles the model once per statistics pass; the plugin computes from its own copy, so
+    # the memory-mapped weight pages each compile reads are dropped as it goes (docs/memory.md).
+    with releasing_file_pages([str(Path(onnx_path).resolve().parent) + os.sep]):
+        quantized = _nncf_quantize(nncf, ov, onnx_path, calibration, exclude=exclude, transformer=transformer,
+                                   weighted_only=weighted_only, report=report)
     report("NNCF: saving the INT8 IR", 0, None)
     out_xml = Path(out_xml)
     # Save under a temporary name and rename: OpenVINO memory-maps the .bin of models already
@@ -117,6 +109,53 @@ def quantize_nncf(onnx_path: str | Path, out_xml: str | Path, calibration: Seque
         tmp_xml.unlink(missing_ok=True)
         tmp_xml.with_suffix(".bin").unlink(missing_ok=True)
     return out_xml
+
+
+def _nncf_quantize(nncf, ov, onnx_path, calibration, *, exclude, transformer, weighted_only, report):
+    """``nncf.quantize`` of the ONNX file's model with edgegen's settings: the quantized ov.Model."""
+    report("NNCF: reading the FP32 model", 0, None)
+    model = ov.Core().read_model(str(onnx_path))
+    scope = nncf.IgnoredScope(names=_openvino_names(model, exclude),
+                              types=list(_NNCF_FLOAT_TYPES) if weighted_only else [], validate=False)
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    advanced = nncf.AdvancedQuantizationParameters(
+        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
+    counted = _Counted(calibration, report)
+    nncf.set_log_level(logging.WARNING)  # its INFO lines list every op left unquantized
+    with contextlib.redirect_stdout(io.StringIO()), _smooth_quant_in_float32():  # NNCF prints ignored nodes
+        quantized = nncf.quantize(model, nncf.Dataset(counted), preset=nncf.QuantizationPreset.MIXED,
+                                  subset_size=len(counted), ignored_scope=scope, advanced_parameters=advanced,
+                                  model_type=nncf.ModelType.TRANSFORMER if transformer else None)
+    return quantized
+
+
+@contextlib.contextmanager
+def _smooth_quant_in_float32():
+    """NNCF 3.4's SmoothQuant computes its scales through ``fns.quantile``, which returns float64,
+    so every smoothed weight is first built as a float64 copy (about 3 GiB more at SD 1.5 size while
+    its pass runs). Casting the scales back to the activations' dtype gives the same INT8 weights
+    (float32 constants within 2e-6 relative) at a quarter of that memory. Patched for the call only;
+    a NNCF without this method is left as it is."""
+    try:
+        from nncf.quantization.algorithms.smooth_quant.algorithm import SmoothQuant
+    except ImportError:
+        yield
+        return
+    original = SmoothQuant.__dict__.get("_calculate_scale_and_ratio")
+    if not isinstance(original, staticmethod):
+        yield
+        return
+
+    def in_float32(activations, weights, alpha, quantile=0.1):
+        scales, ratio = original.__func__(activations, weights, alpha, quantile)
+        return scales.astype(activations.dtype), ratio
+
+    SmoothQuant._calculate_scale_and_ratio = staticmethod(in_float32)
+    try:
+        yield
+    finally:
+        SmoothQuant._calculate_scale_and_ratio = original
 
 
 # OpenVINO op types NNCF would otherwise put activation quantizers in front of.
@@ -140,28 +179,42 @@ def _openvino_names(model, onnx_names: Iterable[str]) -> list[str]:
 
 
 class _Counted:
-    """Calibration feeds as NNCF reads them, reporting ``(stage, items read, items)`` per item
-    of each pass (NNCF's own progress bar is not a callback)."""
+    """Calibration feeds as NNCF reads them, one batch row at a time, reporting ``(stage, rows
+    read, rows)`` per row of each pass (NNCF's own progress bar is not a callback).
+
+    Items whose arrays all share a leading (batch) dimension are handed row by row: NNCF's
+    statistics (min/max, SmoothQuant's per-channel max, bias correction's per-channel means over
+    equal rows) are the same, and its statistics model runs at batch 1, holding half the
+    activations of a CFG batch of 2 (docs/memory.md).
+    """
 
     def __init__(self, feeds: Sequence[Mapping[str, np.ndarray]], report: ProgressCallback):
         self.feeds, self.report, self.passes = feeds, report, 0
+        self.rows = [_rows(item) for item in feeds]
 
     def __len__(self) -> int:
-        return len(self.feeds)
+        return sum(self.rows)
 
     def __iter__(self):
         self.passes += 1
-        stage = f"NNCF: collecting statistics, pass {self.passes} (calibration items)"
-        handed = 0
+        stage = f"NNCF: collecting statistics, pass {self.passes} (calibration rows)"
+        handed, total = 0, len(self)
         try:
-            for item in self.feeds:
-                self.report(stage, handed, len(self.feeds))
-                yield item
-                handed += 1
+            for item, rows in zip(self.feeds, self.rows):
+                for row in range(rows):
+                    self.report(stage, handed, total)
+                    yield item if rows == 1 else {name: value[row:row + 1] for name, value in item.items()}
+                    handed += 1
         finally:
-            # NNCF stops pulling after its subset: the last item is done when it closes the pass.
-            if handed + 1 >= len(self.feeds):
-                self.report(stage, len(self.feeds), len(self.feeds))
+            # NNCF stops pulling after its subset: the last row is done when it closes the pass.
+            if handed + 1 >= total:
+                self.report(stage, total, total)
+
+
+def _rows(item: Mapping[str, np.ndarray]) -> int:
+    """How many rows an item splits into: its batch when every array has that leading dimension, else 1."""
+    leading = {value.shape[0] if np.ndim(value) else None for value in item.values()}
+    return leading.pop() if len(leading) == 1 and None not in leading and 0 not in leading else 1
 
 
 class _Reader:
