@@ -59,6 +59,11 @@ class TimedEngine:
         return self._engine is not None
 
     @property
+    def static(self) -> bool:
+        """Whether the loaded engine compiles per call shape (OpenVINO static shapes)."""
+        return bool(getattr(self._raw, "static", False))
+
+    @property
     def engine(self) -> Engine:
         """The (hooked) engine, loaded now if it is not."""
         if self._engine is None:

@@ -22,23 +22,28 @@ from ..tiling import choose_tile_size
 from ..types import MemoryMode
 
 # The decode's activations in multiples of its largest intermediate tensor. Twice is the lower bound
-# ``edgegen run`` refuses sizes with; OpenVINO's CPU plugin was measured holding 5.1x (768 px) and 6.2x
-# (512 px) for the small SD VAE decoder (docs/memory.md), so the budget plans with 6.5x.
+# ``edgegen run`` refuses sizes with. OpenVINO's CPU plugin compiled for dynamic shapes was measured
+# holding 5.1x (768 px) and 6.2x (512 px) for the small SD VAE decoder, so dynamic decoders plan with
+# 6.5x; compiled static it plans its buffers ahead: the SD 1.5 VAE decoder at 512 px held 0.75 GiB
+# FP32 / ~0.7 GiB INT8 for a 0.25 GiB largest tensor (2.8-3.0x), so static decoders plan with 3.5x
+# (docs/memory.md).
 ACTIVATION_FACTOR = 6.5
+STATIC_ACTIVATION_FACTOR = 3.5
 GIB = 2**30
 
 
 @lru_cache(maxsize=16)
-def bytes_per_latent(path: Path, shape: tuple[int, ...], tensor: str, fused_attention: bool) -> float | None:
-    """Activation bytes per latent pixel of one image for the decoder at ``path``, or None without
-    OpenVINO (no estimate); cached per (file, shape)."""
+def bytes_per_latent(path: Path, shape: tuple[int, ...], tensor: str, fused_attention: bool,
+                     static: bool = False) -> float | None:
+    """Activation bytes per latent pixel of one image for the decoder at ``path`` (compiled for
+    static shapes or not), or None without OpenVINO (no estimate); cached per (file, shape)."""
     if importlib.util.find_spec("openvino") is None:
         return None
     from ..runtimes.openvino import activation_estimate
 
     est = activation_estimate(path, {tensor: shape}, fused_attention=fused_attention)
     b, _, h, w = shape
-    return ACTIVATION_FACTOR * est.nbytes / (b * h * w)
+    return (STATIC_ACTIVATION_FACTOR if static else ACTIVATION_FACTOR) * est.nbytes / (b * h * w)
 
 
 def decode_budget(mode: MemoryMode, budget: int | None, *, own_size: bool) -> tuple[int | None, str]:
@@ -57,17 +62,19 @@ def decode_budget(mode: MemoryMode, budget: int | None, *, own_size: bool) -> tu
 
 
 def auto_tile(path: Path, latent_shape: tuple[int, int, int, int], *, tensor: str, scale_factor: int,
-              out_channels: int, budget: int | None, source: str, fused_attention: bool) -> tuple[int | None, dict]:
+              out_channels: int, budget: int | None, source: str, fused_attention: bool,
+              static: bool = False) -> tuple[int | None, dict]:
     """(tile size in pixels or None for a whole decode, what ``Generation.info`` records about it).
 
     Args:
         path: the decoder's model file; tensor: its latent input's name.
         latent_shape: (B, C, h, w) latents to decode.
         budget / source: from :func:`decode_budget`.
+        static: the decoder runs compiled for static shapes (OpenVINO plans its buffers: less memory).
     """
     if budget is None:
         return None, {"tile_size": None, "tile_reason": f"whole ({source})"}
-    rate = bytes_per_latent(Path(path), tuple(int(d) for d in latent_shape), tensor, fused_attention)
+    rate = bytes_per_latent(Path(path), tuple(int(d) for d in latent_shape), tensor, fused_attention, static)
     if rate is None:
         return None, {"tile_size": None, "tile_reason": "whole (no activation estimate without OpenVINO)"}
     rss = rss_bytes() or 0

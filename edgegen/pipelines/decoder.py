@@ -151,7 +151,8 @@ class DecoderPipeline:
         budget, source = decode_budget(self.memory, self.memory_budget, own_size=own)
         tile, why = auto_tile(self.artifact.component_path(self.component), shape, tensor=self.input_name,
                               scale_factor=f, out_channels=image.channels or 3, budget=budget, source=source,
-                              fused_attention=self.backend == "openvino")
+                              fused_attention=self.backend == "openvino",
+                              static=self.engine.static)
         if budget is not None:
             info.update(why)
         return tile

@@ -449,7 +449,8 @@ class DiffusionPipeline:
         budget, source = decode_budget(self.memory, self.memory_budget, own_size=own)
         tile, why = auto_tile(self.artifact.component_path(decoder), shape, tensor="latents", scale_factor=f,
                               out_channels=self.image.channels or 3, budget=budget, source=source,
-                              fused_attention=self.backend == "openvino")
+                              fused_attention=self.backend == "openvino",
+                              static=self.engines[decoder].static)
         if budget is not None:
             info.update(why)
         return tile
