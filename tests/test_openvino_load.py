@@ -260,3 +260,35 @@ def test_release_buffers_frees_activations_and_keeps_outputs(tmp_path, static):
     np.testing.assert_array_equal(engine(feeds)["y"], first)
     engine.close()
     engine.release_buffers()  # closed: nothing left to release, no error
+
+
+def test_model_cache_is_bounded_least_recently_used_first(tmp_path, monkeypatch):
+    """The model cache keeps at most ``EDGEGEN_OPENVINO_CACHE_GB``: loading an engine deletes the
+    least recently used blobs over it, never one written in the last two minutes."""
+    import os
+    import time
+
+    from edgegen.runtimes.openvino import cache_limit_bytes, prune_cache
+    cache = tmp_path / "cache" / "openvino"
+    cache.mkdir(parents=True)
+    now = time.time()
+    for name, age_s in (("old.blob", 3000), ("older.blob", 4000), ("used.blob", 2000), ("new.blob", 10)):
+        (cache / name).write_bytes(b"x" * (1 << 20))
+        os.utime(cache / name, (now - age_s, now - age_s))
+    assert prune_cache(cache, 3 << 20) == [cache / "older.blob"]
+    assert prune_cache(cache, 0) == [cache / "old.blob", cache / "used.blob"]  # new.blob: being written, kept
+    monkeypatch.setenv("EDGEGEN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("EDGEGEN_OPENVINO_CACHE", raising=False)
+    monkeypatch.setenv("EDGEGEN_OPENVINO_CACHE_GB", "0.001")
+    assert cache_limit_bytes() == int(0.001 * 2**30)
+    xml, w = _matmul_ir(tmp_path)
+    (cache / "stale.blob").write_bytes(b"x" * (2 << 20))
+    os.utime(cache / "stale.blob", (now - 3000, now - 3000))
+    engine = OpenVinoEngine(xml)
+    assert not (cache / "stale.blob").exists() and (cache / "new.blob").exists()
+    x = np.ones((1, w.shape[0]), np.float32)
+    np.testing.assert_allclose(engine({"x": x})["y"], x @ w, rtol=1e-4, atol=1e-3)
+    for bad in ("0", "-1", "lots", "inf"):
+        monkeypatch.setenv("EDGEGEN_OPENVINO_CACHE_GB", bad)
+        with pytest.raises(EngineInputError, match=f"EDGEGEN_OPENVINO_CACHE_GB: expected a positive number of GiB, got '{bad}'"):
+            OpenVinoEngine(xml)

@@ -9,6 +9,7 @@ precision computed.
 from __future__ import annotations
 
 import os
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,9 @@ from .base import TensorSpec, check_feeds, check_finite, identify
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 STATIC_SHAPES_KEPT = 4  # compiled models an engine keeps for static shapes (least recently used dropped)
 CACHE_ENV = "EDGEGEN_OPENVINO_CACHE"  # "0" / "off": no model cache unless a cache_dir is given
+CACHE_LIMIT_ENV = "EDGEGEN_OPENVINO_CACHE_GB"  # the model cache's size bound in GiB (default below)
+CACHE_LIMIT_GB = 16.0  # an SD 1.5-size FP32 U-Net compiled static is 3.4 GB of it
+_RECENT_S = 120.0  # files written this recently may belong to a compilation still running: kept
 
 
 def _core():
@@ -53,7 +57,60 @@ def _cache_config(cache: str | Path | bool | None) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return {}
+    prune_cache(folder, cache_limit_bytes())
     return {"CACHE_DIR": str(folder)}
+
+
+def cache_limit_bytes() -> int:
+    """The model cache's size bound: ``$EDGEGEN_OPENVINO_CACHE_GB`` GiB, else :data:`CACHE_LIMIT_GB`.
+
+    Raises:
+        EngineInputError: the variable is not a positive number.
+    """
+    raw = os.environ.get(CACHE_LIMIT_ENV, "").strip()
+    if not raw:
+        return int(CACHE_LIMIT_GB * 2**30)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise EngineInputError(f"{CACHE_LIMIT_ENV}: expected a positive number of GiB, got '{raw}'")
+    return int(value * 2**30)
+
+
+def prune_cache(folder: str | Path, limit: int) -> list[Path]:
+    """Delete the least recently used files of an OpenVINO model cache until it holds at most
+    ``limit`` bytes; returns what was deleted.
+
+    Recency is a file's last access or modification (access times follow the mount's atime
+    policy, e.g. relatime: at least daily). Files modified in the last two minutes are kept (a
+    compilation may be writing them), and so is whatever cannot be read or deleted. A deleted blob
+    costs one compilation at the next load of its model; a process that has it mapped keeps it.
+    """
+    entries = []
+    for path in Path(folder).iterdir():
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if path.is_file():
+            entries.append((max(st.st_atime, st.st_mtime), st.st_mtime, st.st_size, path))
+    total = sum(size for _, _, size, _ in entries)
+    deleted = []
+    now = time.time()
+    for _, modified, size, path in sorted(entries):
+        if total <= limit:
+            break
+        if now - modified < _RECENT_S:
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        total -= size
+        deleted.append(path)
+    return deleted
 
 
 def _specs(ports) -> tuple[TensorSpec, ...]:
