@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
 import os
 import resource
@@ -21,14 +22,19 @@ from pathlib import Path
 _MADV_DONTNEED = 4  # Linux <sys/mman.h>
 
 
-def _status_kib(key: str) -> int | None:
+def _proc_kib(path: str, key: str) -> int | None:
+    """The kB figure of ``key`` in a /proc file such as ``/proc/self/status``, None where unknown."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(path).read_text().splitlines():
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
     return None
+
+
+def _status_kib(key: str) -> int | None:
+    return _proc_kib("/proc/self/status", key)
 
 
 def rss_bytes() -> int | None:
@@ -53,13 +59,8 @@ def peak_rss_bytes() -> int:
 
 def available_memory() -> int | None:
     """Bytes the kernel says can be allocated without swapping (``MemAvailable``), None where unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    kib = _proc_kib("/proc/meminfo", "MemAvailable")
+    return None if kib is None else kib * 1024
 
 
 def free_memory() -> None:
@@ -72,7 +73,9 @@ def free_memory() -> None:
     gc.collect()
 
 
+@functools.lru_cache(maxsize=None)
 def _libc():
+    """The C library with ``madvise`` typed, once per process; None off Linux."""
     if not sys.platform.startswith("linux"):
         return None
     try:

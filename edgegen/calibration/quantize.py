@@ -77,9 +77,10 @@ def quantize_nncf(onnx_path: str | Path, out_xml: str | Path, calibration: Seque
         exclude: ONNX node names to keep in floating point (mapped to OpenVINO op names).
         transformer: NNCF's ``ModelType.TRANSFORMER`` scheme (attention blocks, SmoothQuant).
         weighted_only: activation quantizers only at the inputs of weighted layers.
-        progress: ``("NNCF: ...", done, total)`` per calibration row (items split along their batch) NNCF's statistic collection
-            reads (one pass per algorithm that collects statistics: SmoothQuant, then min/max),
-            and a message when the graph is read, quantized and saved.
+        progress: ``("NNCF: ...", done, total)`` per calibration row (items split along their
+            batch) NNCF's statistic collection reads (one pass per algorithm that collects
+            statistics: SmoothQuant, then min/max), and a message when the graph is read,
+            quantized and saved.
     Activation ranges are the calibration set's min/max (NNCF's default quantile estimator
     clipped the TAEF2 decoder's outliers: 3.6 dB lost instead of 0.3 dB on the held-out photo).
     """

@@ -179,7 +179,8 @@ class OpenVinoEngine:
         # copy, so the pages read while compiling (and at a dynamic model's first call) are dropped.
         self._mapped = [str(Path(path).resolve().parent) + os.sep] + (
             [str(Path(config["CACHE_DIR"]).resolve()) + os.sep] if "CACHE_DIR" in config else [])
-        self._warm: set = set()
+        # A dynamic model repacks its weights at its first call; a static one did so when compiled.
+        self._weights_prepared = static
         try:
             if static:  # read for the specs only: each call's shapes compile their own model
                 model = core.read_model(str(path))
@@ -204,7 +205,6 @@ class OpenVinoEngine:
         buffers go with the last reference); the engine cannot run afterwards. Idempotent."""
         self._request = self._compiled = None
         self._by_shape.clear()
-        self._warm.clear()
         self._closed = True
 
     def release_buffers(self) -> None:
@@ -252,7 +252,7 @@ class OpenVinoEngine:
             raise _load_error(self.path, exc) from exc
         self._by_shape[shapes] = compiled, compiled.create_infer_request()
         while len(self._by_shape) > STATIC_SHAPES_KEPT:
-            self._warm.discard(id(self._by_shape.popitem(last=False)[1][0]))
+            self._by_shape.popitem(last=False)
         return self._by_shape[shapes]
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -266,12 +266,12 @@ class OpenVinoEngine:
             compiled, request = self._compile_static(tuple(feeds[s.name].shape for s in self.inputs))
         else:
             compiled, request = self._compiled, self._request
-        if id(compiled) in self._warm:
+        if self._weights_prepared:
             result = request.infer(dict(feeds), share_inputs=True, share_outputs=False)
-        else:  # a dynamic model prepares (copies) its weights at its first call
+        else:
             with releasing_file_pages(self._mapped):
                 result = request.infer(dict(feeds), share_inputs=True, share_outputs=False)
-            self._warm.add(id(compiled))
+            self._weights_prepared = True
         outputs = {spec.name: result[port] for spec, port in zip(self.outputs, compiled.outputs)}
         if self.check_finite:
             check_finite(outputs, self._name, "output")
