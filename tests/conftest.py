@@ -67,6 +67,14 @@ def tiny_sd_artifact(tiny_sd_dir, tmp_path_factory) -> Path:
     return export_stable_diffusion(tiny_sd_dir, tmp_path_factory.mktemp("art") / "tiny-sd")
 
 
+def reference_pipeline(cls, path: Path):
+    """A diffusers pipeline class loaded from a local directory, quiet and without the safety checker:
+    the reference our pipelines are compared with."""
+    pipe = cls.from_pretrained(str(path), safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def run_cli(*args: str):
     """Invoke the CLI in-process (typer's CliRunner); returns the click Result."""
     from typer.testing import CliRunner

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import reference_pipeline, run_cli
 
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
@@ -31,10 +31,7 @@ SCHEDULERS = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "euler": "EulerD
 
 @pytest.fixture(scope="module")
 def reference_pipe(tiny_sd_dir):
-    pipe = diffusers.StableDiffusionImg2ImgPipeline.from_pretrained(str(tiny_sd_dir), safety_checker=None,
-                                                                    requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return reference_pipeline(diffusers.StableDiffusionImg2ImgPipeline, tiny_sd_dir)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import reference_pipeline, run_cli
 
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
@@ -46,10 +46,7 @@ def lcm_artifact(lcm_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference_pipe(lcm_dir):
-    pipe = diffusers.LatentConsistencyModelPipeline.from_pretrained(str(lcm_dir), safety_checker=None,
-                                                                    requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return reference_pipeline(diffusers.LatentConsistencyModelPipeline, lcm_dir)
 
 
 def same_step_noise(monkeypatch, seed: int) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import reference_pipeline, run_cli
 
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
@@ -23,10 +23,7 @@ H = W = 32
 
 @pytest.fixture(scope="module")
 def reference_pipe(tiny_sd_dir):
-    pipe = diffusers.StableDiffusionPipeline.from_pretrained(str(tiny_sd_dir), safety_checker=None,
-                                                             requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return reference_pipeline(diffusers.StableDiffusionPipeline, tiny_sd_dir)
 
 
 @pytest.mark.parametrize("sampler,scheduler,sigmas", [
